@@ -3,6 +3,11 @@
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/99_all.ipynb #226c86aa
+# %% ../nbs/99_all.ipynb #97569ccf
 from .core import *
 from .procs import *
+from . import core, procs
+
+# %% ../nbs/99_all.ipynb #dcafb3fa
+# nbdev writes `__all__ = []` for a module that defines nothing itself; a star import must bring every module's names
+__all__ = [*core.__all__, *procs.__all__]

@@ -242,6 +242,21 @@ def test_export_load_learner_round_trip(tmp_path, proc):
     np.testing.assert_allclose(decoded['x2'], orig['x2'].clip(df.loc[to.train.items.index, 'x2'].min(),
                                                              df.loc[to.train.items.index, 'x2'].max()), rtol=1e-5)
 
+def test_show_batch_and_show_results_display_original_units(monkeypatch):
+    import fastai.tabular.core as tabular_core, fastai_scaling.core as our_core
+    shown = []
+    for module in (tabular_core, our_core): monkeypatch.setattr(module, 'display_df', shown.append)
+    rng = np.random.default_rng(3)
+    df = pd.DataFrame({'big': rng.normal(5000, 300, 300), 'small': rng.uniform(0, 1e-3, 300)})
+    df['y'] = df.big / 1000 + df.small * 1000
+    to = TabularPandas(df, procs=[RobustNormalize], cont_names=['big', 'small'], y_names='y', splits=RandomSplitter(seed=0)(df))
+    learn = tabular_learner(to.dataloaders(bs=32), layers=[])
+    learn.dls.show_batch(max_n=5)
+    with learn.no_bar(): learn.show_results(max_n=5)
+    assert len(shown) == 2
+    for table in shown:
+        assert table['big'].between(3500, 6500).all() and table['small'].between(0, 1e-3).all()
+
 @pytest.mark.parametrize('proc', [RobustNormalize(quantile_range=(10, 90)), MinMaxNormalize(clip=True)])
 def test_pickle_keeps_statistics(small, proc):
     make_to(small, proc, ['a', 'b'])
@@ -293,9 +308,26 @@ def test_version_matches_settings():
     cfg = configparser.ConfigParser(); cfg.read(ROOT / 'settings.ini')
     assert fastai_scaling.__version__ == cfg['DEFAULT']['version']
 
-def test_all_reexports_public_symbols():
-    import importlib, fastai_scaling.all as everything
+def test_star_import_of_all_brings_every_public_symbol():
+    import importlib
+    namespace = {}
+    exec('from fastai_scaling.all import *', namespace)
     for mod in ('core', 'procs'):
         module = importlib.import_module(f'fastai_scaling.{mod}')
         assert module.__all__
-        for name in module.__all__: assert getattr(everything, name) is getattr(module, name), name
+        for name in module.__all__: assert namespace.get(name) is getattr(module, name), name
+
+
+def test_large_frames_fit_on_threads_with_same_results_and_errors():
+    "Past 2**20 cells the base fits columns on a thread pool: same statistics, and errors still name the column"
+    rng = np.random.default_rng(4)
+    X = rng.lognormal(0, 1, (60_000, 20)) * np.logspace(-2, 3, 20)
+    df = pd.DataFrame(X, columns=[f'x{i}' for i in range(20)]).assign(y=0.)
+    conts = [f'x{i}' for i in range(20)]
+    to = make_to(df, RobustNormalize, conts)
+    sk = RobustScaler().fit(df[conts].astype(np.float32))
+    np.testing.assert_allclose([to.procs.robust_normalize.centers[c] for c in conts], sk.center_, rtol=1e-5)
+    np.testing.assert_allclose([to.procs.robust_normalize.scales[c] for c in conts], sk.scale_, rtol=1e-5)
+    df.loc[123, 'x13'] = np.inf
+    with pytest.raises(ValueError, match=r"column 'x13' contains 1 infinite"):
+        make_to(df, RobustNormalize, conts)
