@@ -8,11 +8,11 @@ cfg = ConfigParser(delimiters=['='])
 cfg.read(here/'settings.ini', encoding='utf-8')
 cfg = cfg['DEFAULT']
 
-licenses = dict(apache2=('Apache-2.0', 'License :: OSI Approved :: Apache Software License'))
+licenses = dict(apache2='Apache-2.0')  # SPDX expression; setuptools deprecates license classifiers
 statuses = ['1 - Planning', '2 - Pre-Alpha', '3 - Alpha', '4 - Beta', '5 - Production/Stable', '6 - Mature', '7 - Inactive']
 py_versions = '3.10 3.11 3.12 3.13'.split()
 min_python = cfg['min_python']
-lic_name, lic_classifier = licenses[cfg['license']]
+lic_name = licenses[cfg['license']]
 
 requirements = cfg.get('requirements', '').split()
 dev_requirements = cfg.get('dev_requirements', '').split()
@@ -31,7 +31,7 @@ setuptools.setup(
     license=lic_name,
     classifiers=[f"Development Status :: {statuses[int(cfg['status']) - 1]}",
                  f"Intended Audience :: {cfg['audience'].title()}",
-                 f"Natural Language :: {cfg['language'].title()}", lic_classifier]
+                 f"Natural Language :: {cfg['language'].title()}"]
                 + [f'Programming Language :: Python :: {v}' for v in py_versions[py_versions.index(min_python):]],
     python_requires=f'>={min_python}',
     packages=setuptools.find_packages(include=[cfg['lib_name'], cfg['lib_name'] + '.*']),
