@@ -3,11 +3,12 @@
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/99_all.ipynb #97569ccf
+# %% ../nbs/99_all.ipynb #886f5edd
 from .core import *
 from .procs import *
-from . import core, procs
+from .drift import *
+from . import core, procs, drift
 
-# %% ../nbs/99_all.ipynb #dcafb3fa
+# %% ../nbs/99_all.ipynb #300907de
 # nbdev writes `__all__ = []` for a module that defines nothing itself; a star import must bring every module's names
-__all__ = [*core.__all__, *procs.__all__]
+__all__ = [*core.__all__, *procs.__all__, *drift.__all__]
