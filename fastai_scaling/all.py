@@ -3,12 +3,13 @@
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/99_all.ipynb #886f5edd
+# %% ../nbs/99_all.ipynb #9cdf5897
 from .core import *
 from .procs import *
 from .drift import *
-from . import core, procs, drift
+from .monitor import *
+from . import core, procs, drift, monitor
 
-# %% ../nbs/99_all.ipynb #300907de
+# %% ../nbs/99_all.ipynb #108813d7
 # nbdev writes `__all__ = []` for a module that defines nothing itself; a star import must bring every module's names
-__all__ = [*core.__all__, *procs.__all__, *drift.__all__]
+__all__ = [*core.__all__, *procs.__all__, *drift.__all__, *monitor.__all__]
