@@ -3,13 +3,15 @@
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/99_all.ipynb #9cdf5897
+# %% ../nbs/99_all.ipynb #0dac7209
 from .core import *
 from .procs import *
 from .drift import *
 from .monitor import *
-from . import core, procs, drift, monitor
+from .compare import *
+from . import core, procs, drift, monitor, compare
 
-# %% ../nbs/99_all.ipynb #108813d7
+# %% ../nbs/99_all.ipynb #17b0c0a9
 # nbdev writes `__all__ = []` for a module that defines nothing itself; a star import must bring every module's names
-__all__ = [*core.__all__, *procs.__all__, *drift.__all__, *monitor.__all__]
+__all__ = [*core.__all__, *procs.__all__, *drift.__all__, *monitor.__all__,
+           *(name for name in compare.__all__ if name != 'main')]  # the CLI entry point stays in its module
