@@ -124,6 +124,19 @@ def test_every_notebook_has_a_page(docs):
 
 
 @pytest.mark.parametrize('nb', NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_each_documented_symbol_has_one_api_block(docs, nb):
+    "Every explicit `show_doc(X)` of the notebook renders, and no symbol is documented twice on its page"
+    import nbformat
+    shown = {m for c in nbformat.read(nb, as_version=4).cells if c.cell_type == 'code'
+             for m in re.findall(r'^\s*show_doc\(([\w.]+)', c.source, re.M)}
+    page = (DOCS / bd.page_name(nb)).read_text()
+    blocks = re.findall(r'<div class="%s"[^>]*>.*?<h[1-6][^>]*>(.*?)</h[1-6]>' % bd.API_CLASS, page, re.S)
+    names = [re.sub(r'<[^>]+>', '', b).replace('¶', '').strip() for b in blocks]
+    assert len(names) == len(set(names)), f'documented twice: {sorted(n for n in set(names) if names.count(n) > 1)}'
+    assert shown <= set(names), f'show_doc without an API block: {sorted(shown - set(names))}'
+
+
+@pytest.mark.parametrize('nb', NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_page_in_chromium(docs, nb):
     "Each page loads in headless Chromium with its title, a nav link to every page, its API section and plots"
     _need_chrome()

@@ -141,7 +141,7 @@ def execute_notebook(nb_path: str, cell_timeout: int | None = 600) -> dict:
     ex = _make_exec_proc(nb, nb_path, skip_flags, cell_timeout)
     # nbdev's FilterDefaults order, with `exec_show_docs` replaced by `ex` (moved before the processors
     # that rewrite or drop source, so that what runs is what the author wrote) and no `insert_warning`.
-    procs = [FrontmatterProc, P.populate_language, P.add_show_docs, P.clean_show_doc, P.ai_magics, ex,
+    procs = [FrontmatterProc, P.populate_language, _add_show_docs(P), P.clean_show_doc, P.ai_magics, ex,
              P.strip_ansi, P.hide_line, P.filter_stream_, P.rm_header_dash, P.rm_export, P.clean_magics,
              P.hide_, P.add_links, P.add_fold, P.mv_exports, P.strip_hidden_metadata]
     try: NBProcessor(nb=nb, procs=procs, rm_directives='quarto').process()
@@ -253,6 +253,19 @@ def clean_outputs(outputs: list) -> list:
 
 _re_src_link = re.compile(r'\[source\]\(([^)\s]+)\)\{[^}]*\}')
 _re_pandoc_attr = re.compile(r'(\]\([^)\s]+\))\{[^}]*\}')
+
+
+def _add_show_docs(P):
+    "nbdev's `add_show_docs`, counting `show_doc(Class.method)` as documenting a `@patch`ed `method`"
+    # nbdev checks a patched function's bare name against the `Class.method` names already shown, so a
+    # method documented explicitly was documented a second time
+    class add_show_docs(P.add_show_docs):
+        def begin(self):
+            def_names = P._def_names
+            P._def_names = lambda cell, shown: def_names(cell, set(shown) | {n.rsplit('.', 1)[-1] for n in shown})
+            try: super().begin()
+            finally: P._def_names = def_names
+    return add_show_docs
 
 
 def showdoc_markdown(md: str, for_readme=False) -> tuple[str, str, str]:
