@@ -106,7 +106,8 @@ class DriftNormalize(AffineNormalize):
                  min_rows:int=100,        # update a column only when the batch has this many non-missing values
                  n_bins:int=10,           # quantile bins of the training split for PSI
                  sample_size:int=10_000,  # reference values kept per column, and batch rows sampled, for KS
-                 seed:int=0):             # seed of those samples, so scores are deterministic
+                 seed:int=0,              # seed of those samples, so scores are deterministic
+                 cols=None):              # the continuous columns to scale; None: all of them
         if strategy not in _STRATEGIES: raise ValueError(f"DriftNormalize: unknown strategy {strategy!r}; use one of {_STRATEGIES}")
         if metric not in _METRICS: raise ValueError(f"DriftNormalize: unknown metric {metric!r}; use one of {_METRICS}")
         if not (isinstance(alpha, (int, float)) and 0 < alpha <= 1): raise ValueError(f"DriftNormalize: alpha={alpha!r} must be in (0, 1]")
@@ -117,7 +118,7 @@ class DriftNormalize(AffineNormalize):
         if not (_is_int(min_rows) and min_rows >= 1): raise ValueError(f"DriftNormalize: min_rows={min_rows!r} must be an integer >= 1")
         if not (_is_int(n_bins) and n_bins >= 2): raise ValueError(f"DriftNormalize: n_bins={n_bins!r} must be an integer >= 2")
         if not (_is_int(sample_size) and sample_size >= 1): raise ValueError(f"DriftNormalize: sample_size={sample_size!r} must be an integer >= 1")
-        super().__init__()
+        super().__init__(cols)
         store_attr('strategy,alpha,window,threshold,metric,min_rows,n_bins,sample_size,seed')
         self.names, self.history, self.n_updates = None, None, 0
 
@@ -127,7 +128,7 @@ class DriftNormalize(AffineNormalize):
 
     def setups(self, to:Tabular):
         super().setups(to)    # the base validates the columns and fits `centers` and `scales` (or checks preset ones)
-        self.names = names = list(to.cont_names)
+        self.names = names = self.columns(to)
         X = self._matrix(to.items, 'training ')
         self.ref_dtype = X.dtype
         ref = moments(X)      # the mergeable reference state (count, mean, M2) that `update` starts from
@@ -167,7 +168,7 @@ class DriftNormalize(AffineNormalize):
             if self.threshold is not None: ok &= np.nan_to_num(report[self.metric].to_numpy(), nan=-np.inf) > self.threshold
         # every new statistic is computed into locals first ...
         state, changed = self._advance(X, bm, ok)
-        new_c, new_s = self._affine(state['mean'], np.sqrt(state['var']), self.names)
+        new_c, new_s = self._affine(state['mean'], np.sqrt(state['var']), self.names, state['count'])
         centers = {n: (new_c[n] if u else self.centers[n]) for n, u in zip(self.names, ok)}
         scales = {n: (new_s[n] if u else self.scales[n]) for n, u in zip(self.names, ok)}
         history = pd.concat([self.history, self._history_rows(self.n_updates + 1, centers, scales,
@@ -286,9 +287,10 @@ class DriftNormalize(AffineNormalize):
         for j in range(k): buf[:, j], fill[j], pos[j] = _ring_write(buf[:, j], 0, 0, X[:, j])
         return dict(buf=buf, fill=fill, pos=pos)
 
-    def _affine(self, mean, std, names):
+    def _affine(self, mean, std, names, count):
         centers = {n: float(m) for n, m in zip(names, mean)}
-        scales = {n: handle_zero_spread(float(s), getattr(self, "ref_dtype", np.float64)) for n, s in zip(names, std)}
+        dtype = getattr(self, 'ref_dtype', np.float64)
+        scales = {n: handle_zero_spread(float(s), dtype, m, c) for n, s, m, c in zip(names, std, mean, count)}
         return centers, scales
 
     def _history_rows(self, i, centers, scales, score, updated):

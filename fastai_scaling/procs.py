@@ -12,22 +12,26 @@ __all__ = ['RobustNormalize', 'MinMaxNormalize']
 
 # %% ../nbs/01_procs.ipynb #d235e493
 def _check_quantile_range(quantile_range, owner):
-    lo, hi = quantile_range
-    if not 0 <= lo <= hi <= 100 or lo == hi:
-        raise ValueError(f"{owner}: quantile_range must satisfy 0 <= lo < hi <= 100, got {quantile_range}")
-    return float(lo), float(hi)
+    try: lo, hi = map(float, quantile_range)
+    except (TypeError, ValueError): raise ValueError(f"{owner}: quantile_range must be a pair (lo, hi) of percentiles, got {quantile_range!r}") from None
+    if not 0 <= lo < hi <= 100: raise ValueError(f"{owner}: quantile_range must satisfy 0 <= lo < hi <= 100, got {quantile_range}")
+    return lo, hi
 
 # %% ../nbs/01_procs.ipynb #428d18a7
 class RobustNormalize(AffineNormalize):
     "Center continuous columns on their median and scale them by their inter-quantile range (outlier-robust)"
-    def __init__(self, quantile_range=(25.0, 75.0), unit_variance=False, with_centering=True, with_scaling=True):
-        super().__init__()
-        store_attr()
+    def __init__(self, quantile_range=(25.0, 75.0), unit_variance=False, with_centering=True, with_scaling=True,
+                 cols=None):  # the continuous columns to scale; None: all of them
+        super().__init__(cols)
+        store_attr(but='cols')
         self.q_lo, self.q_hi = _check_quantile_range(quantile_range, 'RobustNormalize')
+        if unit_variance and with_scaling and (self.q_lo == 0 or self.q_hi == 100):
+            raise ValueError(f"RobustNormalize: unit_variance=True needs 0 < lo < hi < 100, got quantile_range={quantile_range}: "
+                             "a normal distribution's 0th and 100th percentiles are infinite")
 
     def fit_column(self, x):
         lo, median, hi = np.percentile(x, [self.q_lo, 50., self.q_hi])
-        return (median if self.with_centering else 0.), (hi - lo if self.with_scaling else 1.)
+        return (median if self.with_centering else 0.), (hi - lo if self.with_scaling else 1.), max(abs(lo), abs(hi))
 
     def to_affine(self, center, scale):
         if not (self.unit_variance and self.with_scaling): return center, scale
@@ -38,9 +42,10 @@ class RobustNormalize(AffineNormalize):
 # %% ../nbs/01_procs.ipynb #ee0b8236
 class MinMaxNormalize(AffineNormalize):
     "Map each continuous column's training min and max (or percentiles) onto `feature_range`, optionally clipping"
-    def __init__(self, feature_range=(0, 1), clip=False, quantile_range=None):
-        super().__init__()
-        store_attr()
+    def __init__(self, feature_range=(0, 1), clip=False, quantile_range=None,
+                 cols=None):  # the continuous columns to scale; None: all of them
+        super().__init__(cols)
+        store_attr(but='cols')
         self.lo, self.hi = map(float, feature_range)
         if not self.lo < self.hi: raise ValueError(f"MinMaxNormalize: feature_range must be (lo, hi) with lo < hi, got {feature_range}")
         if quantile_range is not None: self.q_lo, self.q_hi = _check_quantile_range(quantile_range, 'MinMaxNormalize')
@@ -48,7 +53,8 @@ class MinMaxNormalize(AffineNormalize):
 
     def fit_column(self, x):
         low, high = (x.min(), x.max()) if self.quantile_range is None else np.percentile(x, [self.q_lo, self.q_hi])
-        return low, float(high) - float(low)
+        low, high = float(low), float(high)
+        return low, high - low, max(abs(low), abs(high))
 
     def to_affine(self, low, data_range):
         # (x - low) / data_range lands on [0, 1]; stretch and shift that onto [lo, hi], still one affine map

@@ -1,0 +1,16 @@
+"""Every scaling proc the package ships, as factories: the suites that protect all of them (bad input, the fastai
+tutorial flow, round trips) parametrize over this list, and `test_inputs.py` fails when an exported scaler is missing."""
+from fastai_scaling.procs import RobustNormalize, MinMaxNormalize
+from fastai_scaling.drift import DriftNormalize
+
+# name -> factory(**kwargs) of a fresh proc; kwargs are passed on (e.g. cols=)
+SCALERS = {
+    'RobustNormalize': lambda **kw: RobustNormalize(**kw),
+    'RobustNormalize(unit_variance)': lambda **kw: RobustNormalize(unit_variance=True, **kw),
+    'MinMaxNormalize': lambda **kw: MinMaxNormalize(**kw),
+    'MinMaxNormalize(clip, quantile_range)': lambda **kw: MinMaxNormalize(feature_range=(-1, 1), clip=True, quantile_range=(1, 99), **kw),
+    'DriftNormalize': lambda **kw: DriftNormalize(**kw),
+}
+
+# the scalers whose encoding is (x - center) / scale
+AFFINE = [n for n in SCALERS if SCALERS[n]().is_affine]
