@@ -2,6 +2,7 @@
 tutorial flow, round trips) parametrize over this list, and `test_inputs.py` fails when an exported scaler is missing."""
 from fastai_scaling.procs import RobustNormalize, MinMaxNormalize
 from fastai_scaling.drift import DriftNormalize
+from fastai_scaling.transforms import QuantileNormalize, PowerNormalize
 
 # name -> factory(**kwargs) of a fresh proc; kwargs are passed on (e.g. cols=)
 SCALERS = {
@@ -10,6 +11,10 @@ SCALERS = {
     'MinMaxNormalize': lambda **kw: MinMaxNormalize(**kw),
     'MinMaxNormalize(clip, quantile_range)': lambda **kw: MinMaxNormalize(feature_range=(-1, 1), clip=True, quantile_range=(1, 99), **kw),
     'DriftNormalize': lambda **kw: DriftNormalize(**kw),
+    'QuantileNormalize': lambda **kw: QuantileNormalize(**kw),
+    'QuantileNormalize(uniform, noise)': lambda **kw: QuantileNormalize(n_quantiles=100, output_distribution='uniform', noise=1e-3, **kw),
+    'PowerNormalize': lambda **kw: PowerNormalize(**kw),
+    'PowerNormalize(unstandardized)': lambda **kw: PowerNormalize(standardize=False, **kw),
 }
 
 # the scalers whose encoding is (x - center) / scale

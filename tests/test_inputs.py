@@ -181,11 +181,16 @@ def test_near_constant_column_is_constant_relative_to_its_magnitude(name):
     df = pd.DataFrame({'a': 1e6 + rng.normal(size=200) * 1e-9, 'y': 0.})
     assert StandardScaler().fit(df[['a']]).scale_[0] == 1.           # scikit-learn calls it constant too
     to = make_to(df, name, ['a'], reduce_memory=False)
+    enc = to.items['a'].to_numpy()
     later = encode_new(to, pd.DataFrame({'a': [1e6 + 1.], 'y': [0.]}))['a'].iloc[0]
-    assert np.isfinite(later) and abs(later) <= 2.5, later          # 1 unit away, not 1e9 "spreads"
-    if name in AFFINE: assert scaler_of(to).scales['a'] == 1. or abs(scaler_of(to).scales['a']) >= 0.5
+    # 1 unit away moves the encoding by about 1 (affine: scale 1) or at most to the end of a transform's output
+    # (quantile: 5.2), never by 1e9 "spreads"; the training rows themselves stay together
+    assert np.isfinite(later) and abs(later - np.median(enc)) <= 10.4, later
+    assert np.ptp(enc) <= 1e-3
+    if name in AFFINE: assert abs(scaler_of(to).scales['a']) >= 0.5     # 1, or 1 reshaped by unit_variance / feature_range
 
-@pytest.mark.parametrize('name', ALL)
+# without standardizing, a power transform's output keeps the column's magnitude, and float32 cannot hold 1e6 + 1e-3
+@pytest.mark.parametrize('name', [n for n in ALL if n != 'PowerNormalize(unstandardized)'])
 def test_small_but_real_spread_is_kept(name):
     rng = np.random.default_rng(2)
     df = pd.DataFrame({'a': 1e6 + rng.normal(size=200) * 1e-3, 'y': 0.})
@@ -206,7 +211,8 @@ def test_values_beyond_float32_after_scaling_are_errors_not_inf(name, value):
         return
     assert np.isfinite(enc).all()           # a scaler that clips (min-max with clip) may keep it: then finite
 
-@pytest.mark.parametrize('name', [n for n in ALL if 'clip' not in n])
+# clipping, or quantiles fitted on noisy values, saturate the training extremes: they decode to the ends by design
+@pytest.mark.parametrize('name', [n for n in ALL if 'clip' not in n and 'noise' not in n and 'unstandardized' not in n])
 def test_wide_columns_decode_in_their_own_precision(name):
     rng = np.random.default_rng(4)
     df = pd.DataFrame({'t': 1e7 + rng.normal(size=1000), 'n': rng.integers(2**40, 2**40 + 1000, 1000), 'y': 0.})
@@ -214,8 +220,19 @@ def test_wide_columns_decode_in_their_own_precision(name):
     decoded = to.procs.decode(to.new(to.items.copy())).items
     assert decoded['t'].dtype == np.float64 and decoded['n'].dtype == np.float64
     orig = df.loc[decoded.index]
-    assert np.abs(decoded['t'] - orig['t']).max() < 1e-5 * orig['t'].std()
-    assert np.abs(decoded['n'] - orig['n']).max() < 1e-3
+    for col in ('t', 'n'):
+        # what float32 storage of the encoded value allows: a few ulps of it, through the decoding's local slope
+        tol = float32_tolerance(scaler_of(to), col, to.items[col].to_numpy())
+        # a power transform of an offset column has a huge lambda (17 here) and loses a few float64 digits itself
+        if not scaler_of(to).is_affine: tol = tol + 1e-6 * orig[col].std()
+        assert (np.abs(decoded[col] - orig[col]).to_numpy() <= tol).all(), col
+        if scaler_of(to).is_affine: assert tol.max() < 1e-5 * orig[col].std()   # and for an affine scaler that is tiny
+
+def float32_tolerance(proc, col, encoded, ulps=4):
+    e = encoded.astype(np.float64)
+    step = ulps * np.spacing(np.abs(encoded).astype(np.float32)).astype(np.float64)
+    lo, hi = proc.decode_column(col, e - step), proc.decode_column(col, e + step)
+    return np.abs(hi - lo) + 4 * np.spacing(np.abs(proc.decode_column(col, e)))
 
 def test_robust_unit_variance_needs_inner_percentiles():
     for q in [(0, 100), (0, 75), (25, 100)]:

@@ -1,0 +1,249 @@
+"""QuantileNormalize and PowerNormalize: scikit-learn cross-checks, properties, bad input, presets, local slopes.
+(The fastai tutorial flow, export, test_dl and every input class run for them in test_inputs.py.)"""
+import warnings
+import numpy as np, pandas as pd, pytest
+from hypothesis import given, settings, HealthCheck, assume, strategies as st
+from hypothesis.extra import numpy as hnp
+from sklearn.datasets import load_breast_cancer, load_diabetes
+from sklearn.preprocessing import QuantileTransformer, PowerTransformer
+from fastai.tabular.all import TabularPandas, RandomSplitter
+from fastai_scaling.transforms import QuantileNormalize, PowerNormalize, MonotoneTransform
+
+warnings.filterwarnings('ignore', message='The given NumPy array is not writable')
+NORMAL_END = 5.199337582605575
+
+
+def fit(df, proc, conts, splits=None, **kw):
+    return TabularPandas(df, procs=[proc], cont_names=conts, y_names='y', splits=splits, reduce_memory=False, **kw)
+
+def the_proc(to):
+    return next(p for p in to.procs.fs if isinstance(p, MonotoneTransform))
+
+def encode_new(to, df):
+    new = to.new(df.copy()); new.process()
+    return new.items
+
+@pytest.fixture(scope='module')
+def table():
+    "Random, heavily tied, skewed, symmetric, negative and bimodal columns with a fixed split"
+    rng = np.random.default_rng(0)
+    n = 3000
+    df = pd.DataFrame({'normal': rng.normal(size=n), 'tied': rng.integers(0, 4, n).astype(float),
+                       'counts': rng.poisson(2, n).astype(float), 'lognormal': rng.lognormal(1, 1.2, n),
+                       'negative': -rng.gamma(2, 3, n) - 1, 'bimodal': np.r_[rng.normal(-4, 1, n // 2), rng.normal(4, 1, n - n // 2)],
+                       'y': 0.})
+    splits = [list(range(2400)), list(range(2400, n))]
+    return df, [c for c in df.columns if c != 'y'], splits
+
+
+# ---- scikit-learn cross-checks ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('output', ['normal', 'uniform'])
+@pytest.mark.parametrize('n_quantiles', [10, 1000, 10_000])
+def test_quantile_matches_sklearn(table, output, n_quantiles):
+    df, conts, splits = table
+    to = fit(df, QuantileNormalize(n_quantiles=n_quantiles, output_distribution=output), conts, splits)
+    sk = QuantileTransformer(n_quantiles=n_quantiles, output_distribution=output, subsample=10**9).fit(df.iloc[splits[0]][conts])
+    for split, rows in ((to.train, splits[0]), (to.valid, splits[1])):
+        np.testing.assert_allclose(split.conts[conts].values, sk.transform(df.iloc[rows][conts]), atol=1e-5)
+    # n_quantiles above the training rows is reduced to them, as scikit-learn does
+    assert len(the_proc(to).quantiles['normal']) == sk.n_quantiles_ == min(n_quantiles, 2400)
+    np.testing.assert_allclose(the_proc(to).quantiles['lognormal'], sk.quantiles_[:, conts.index('lognormal')], rtol=1e-12)
+    # beyond the training range: the ends, as scikit-learn clips
+    far = df.iloc[:10].copy()
+    far[conts] = far[conts] * 50 - 500
+    np.testing.assert_allclose(encode_new(to, far)[conts].values, sk.transform(far[conts]), atol=1e-5)
+
+@pytest.mark.parametrize('dataset', ['breast_cancer', 'diabetes'])
+def test_quantile_matches_sklearn_on_real_data(dataset):
+    X = load_breast_cancer(as_frame=True).data if dataset == 'breast_cancer' else load_diabetes(as_frame=True, scaled=False).data
+    X.columns = [c.replace(' ', '_') for c in X.columns]
+    df, conts = X.assign(y=0.), list(X.columns)
+    splits = [list(s) for s in RandomSplitter(valid_pct=0.25, seed=0)(df)]
+    to = fit(df, QuantileNormalize(n_quantiles=200), conts, splits)
+    sk = QuantileTransformer(n_quantiles=200, output_distribution='normal').fit(df.iloc[splits[0]][conts])
+    np.testing.assert_allclose(to.valid.conts[conts].values, sk.transform(df.iloc[splits[1]][conts]), atol=1e-5)
+
+@pytest.mark.parametrize('standardize', [True, False])
+def test_yeo_johnson_matches_sklearn(table, standardize):
+    df, conts, splits = table
+    to = fit(df, PowerNormalize(standardize=standardize), conts, splits)
+    sk = PowerTransformer(method='yeo-johnson', standardize=standardize).fit(df.iloc[splits[0]][conts])
+    np.testing.assert_allclose([the_proc(to).lambdas[c] for c in conts], sk.lambdas_, rtol=1e-4)
+    for split, rows in ((to.train, splits[0]), (to.valid, splits[1])):
+        expected = sk.transform(df.iloc[rows][conts])
+        np.testing.assert_allclose(split.conts[conts].values, expected, rtol=1e-4, atol=1e-4 * max(1., np.abs(expected).max()))
+
+def test_box_cox_matches_sklearn(table):
+    df, _, splits = table
+    conts = ['lognormal']
+    df = df.assign(shifted=df['normal'] + 10, counts1=df['counts'] + 1)
+    conts = ['lognormal', 'shifted', 'counts1']
+    to = fit(df, PowerNormalize(method='box-cox'), conts, splits)
+    sk = PowerTransformer(method='box-cox').fit(df.iloc[splits[0]][conts])
+    np.testing.assert_allclose([the_proc(to).lambdas[c] for c in conts], sk.lambdas_, rtol=1e-4)
+    np.testing.assert_allclose(to.valid.conts[conts].values, sk.transform(df.iloc[splits[1]][conts]), atol=1e-4)
+
+
+# ---- parameters -----------------------------------------------------------------------------------------------
+
+def test_noise_breaks_ties_at_fit_only_and_is_seeded(table):
+    df, _, splits = table
+    plain = the_proc(fit(df, QuantileNormalize(n_quantiles=100), ['tied'], splits))
+    noisy_to = fit(df, QuantileNormalize(n_quantiles=100, noise=1e-3), ['tied'], splits)
+    noisy = the_proc(noisy_to)
+    assert len(np.unique(plain.quantiles['tied'])) == 4 and len(np.unique(noisy.quantiles['tied'])) == 100
+    np.testing.assert_allclose(noisy.quantiles['tied'], plain.quantiles['tied'], atol=0.02)   # noise: 1e-3 of the std
+    enc = noisy_to.train.conts['tied']
+    assert enc.groupby(df['tied'].iloc[splits[0]].values).nunique().max() == 1       # encoding adds no noise
+    again = the_proc(fit(df, QuantileNormalize(n_quantiles=100, noise=1e-3), ['tied'], splits))
+    np.testing.assert_array_equal(again.quantiles['tied'], noisy.quantiles['tied'])
+    other = the_proc(fit(df, QuantileNormalize(n_quantiles=100, noise=1e-3, seed=1), ['tied'], splits))
+    assert not np.array_equal(other.quantiles['tied'], noisy.quantiles['tied'])
+
+def test_subsample_bounds_the_values_quantiles_come_from(table):
+    df, _, splits = table
+    sub = the_proc(fit(df, QuantileNormalize(n_quantiles=100, subsample=500), ['lognormal'], splits)).quantiles['lognormal']
+    full = the_proc(fit(df, QuantileNormalize(n_quantiles=100), ['lognormal'], splits)).quantiles['lognormal']
+    assert not np.array_equal(sub, full)
+    np.testing.assert_allclose(sub[10:90], full[10:90], rtol=0.25)        # a sample of the same distribution
+    train = df['lognormal'].iloc[splits[0]].to_numpy()
+    assert np.isin(sub[[0, -1]], train).all()                             # ends are sampled training values
+
+@pytest.mark.parametrize('make, message', [
+    (lambda: QuantileNormalize(n_quantiles=1), 'n_quantiles'), (lambda: QuantileNormalize(n_quantiles=2.5), 'n_quantiles'),
+    (lambda: QuantileNormalize(output_distribution='gauss'), 'output_distribution'),
+    (lambda: QuantileNormalize(n_quantiles=1000, subsample=10), 'subsample'), (lambda: QuantileNormalize(noise=-1), 'noise'),
+    (lambda: PowerNormalize(method='log'), 'method'), (lambda: QuantileNormalize(cols=[]), 'cols'),
+    (lambda: PowerNormalize(cols=['a', 'a']), 'more than once')])
+def test_bad_arguments_are_refused_in_the_constructor(make, message):
+    with pytest.raises(ValueError, match=message): make()
+
+def test_box_cox_refuses_non_positive_values_naming_the_column(table):
+    df, _, splits = table
+    with pytest.raises(ValueError, match=r"PowerNormalize: column 'counts': method='box-cox' needs strictly positive values, .* include 0"):
+        fit(df, PowerNormalize(method='box-cox'), ['lognormal', 'counts'], splits)
+    to = fit(df, PowerNormalize(method='box-cox'), ['lognormal'], splits)
+    with pytest.raises(ValueError, match=r"column 'lognormal' has 2 value\(s\) <= 0, such as -1"):
+        encode_new(to, df.iloc[:5].assign(lognormal=[1., -1., 2., 0., 3.]))
+
+def test_unstandardized_power_that_leaves_float32_is_an_error():
+    rng = np.random.default_rng(4)
+    df = pd.DataFrame({'t': 1e7 + rng.normal(size=1000), 'y': 0.})
+    with pytest.raises(ValueError, match=r"column 't': with lambda .* beyond float32; use standardize=True"):
+        fit(df, PowerNormalize(standardize=False), ['t'])
+    fit(df, PowerNormalize(), ['t'])                                      # standardized: fine
+
+
+# ---- presets --------------------------------------------------------------------------------------------------
+
+def test_from_stats_presets_are_used_without_refitting(table):
+    df, _, splits = table
+    q = QuantileNormalize.from_stats({'normal': [-1., 0., 1.]}, output_distribution='uniform')
+    to = fit(df, q, ['normal'], splits)
+    np.testing.assert_allclose(to.items['normal'], np.clip((df['normal'].loc[to.items.index] + 1) / 2, 0, 1), atol=1e-6)
+    p = PowerNormalize.from_stats({'normal': 1.}, {'normal': 0.}, {'normal': 2.})
+    to = fit(df, p, ['normal'], splits)
+    np.testing.assert_allclose(to.items['normal'], df['normal'].loc[to.items.index] / 2, rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match=r"quantiles of column 'a' must be .* non-decreasing"):
+        QuantileNormalize.from_stats({'a': [2., 1.]})
+    with pytest.raises(ValueError, match=r"std of column 'a'"):
+        PowerNormalize.from_stats({'a': 1.}, {'a': 0.}, {'a': 0.})
+    with pytest.raises(ValueError, match=r"\['b'\] lack a value"):
+        PowerNormalize.from_stats({'a': 1., 'b': 1.}, {'a': 0.}, {'a': 1.})
+    with pytest.raises(ValueError, match=r"has no statistics for columns \['tied'\]"):
+        fit(df, QuantileNormalize.from_stats({'normal': [0., 1.]}), ['normal', 'tied'], splits)
+
+
+# ---- constant, single-value, unseen values --------------------------------------------------------------------
+
+# the third: a few ulps of noise, constant by the shared zero-spread test
+@pytest.mark.parametrize('values', [[3.] * 50, [3.], 3. + np.random.default_rng(0).normal(size=50) * 1e-15])
+@pytest.mark.parametrize('make', [QuantileNormalize, lambda: QuantileNormalize(output_distribution='uniform'), PowerNormalize,
+                                  lambda: PowerNormalize(method='box-cox')])
+def test_constant_columns_encode_to_finite_constants(values, make):
+    df = pd.DataFrame({'c': values, 'y': 0.})
+    to = fit(df, make(), ['c'])
+    enc = to.items['c'].to_numpy()
+    assert np.isfinite(enc).all() and np.ptp(enc) <= 1e-12          # power: x - mean, a few ulps; quantile: exactly one value
+    middle = 0.5 if getattr(the_proc(to), 'output_distribution', None) == 'uniform' else 0.
+    assert abs(enc[0] - middle) <= 1e-12
+    new = encode_new(to, pd.DataFrame({'c': [1e-6, 2., 3., 4., 1e6, np.nan], 'y': 0.}))['c'].to_numpy()
+    assert np.isfinite(new[:5]).all() and np.isnan(new[5])
+    assert (np.diff(new[:5]) >= 0).all()                              # still monotone
+
+@pytest.mark.parametrize('make', [QuantileNormalize, PowerNormalize])
+def test_unseen_values_encode_finitely_and_in_order(table, make):
+    df, conts, splits = table
+    to = fit(df, make(), ['normal', 'negative', 'bimodal'], splits)
+    grid = np.r_[-1e6, -1e3, np.linspace(-20, 20, 401), 1e3]
+    new = encode_new(to, pd.DataFrame({c: grid for c in ['normal', 'negative', 'bimodal']}).assign(y=0.))
+    for c in ['normal', 'negative', 'bimodal']:
+        e = new[c].to_numpy()
+        assert np.isfinite(e).all() and (np.diff(e) >= 0).all(), c
+
+
+# ---- properties -----------------------------------------------------------------------------------------------
+
+values = st.floats(-1e5, 1e5, allow_nan=False, width=32)
+MAKERS = st.sampled_from([QuantileNormalize, lambda: QuantileNormalize(n_quantiles=7, output_distribution='uniform'),
+                          PowerNormalize, lambda: PowerNormalize(standardize=False)])
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(train=hnp.arrays(np.float64, st.integers(3, 60), elements=values | st.just(np.nan)), make=MAKERS)
+def test_encode_is_monotone_and_decode_inverts_it_inside_the_training_range(train, make):
+    assume(np.isfinite(train).sum() >= 2)
+    df = pd.DataFrame({'x': train, 'y': 0.})
+    try: to = fit(df, make(), ['x'])
+    except ValueError as e:                       # unstandardized power may not fit float32: a named error, by design
+        assert "column 'x': with lambda" in str(e); return
+    enc = to.items['x'].to_numpy()
+    ok = ~np.isnan(train)
+    assert np.isfinite(enc[ok]).all() and np.isnan(enc[~ok]).all()
+    order = np.argsort(train[ok], kind='stable')
+    assert (np.diff(enc[ok][order]) >= 0).all()                   # monotone: order kept (ties may merge)
+    proc = the_proc(to)
+    decoded = to.procs.decode(to.new(to.items.copy())).items['x'].to_numpy()
+    e = enc[ok].astype(np.float64)
+    step = 4 * np.spacing(np.abs(enc[ok])).astype(np.float64)
+    tol = np.abs(proc.decode_column('x', e + step) - proc.decode_column('x', e - step)) + 1e-6 * (np.ptp(train[ok]) + 1)
+    if isinstance(proc, QuantileNormalize):      # the quantile map is onto the quantiles' range: compare inside it
+        q = proc.quantiles['x']
+        inside = (train[ok] >= q[0]) & (train[ok] <= q[-1])
+        if len(q) > 1 and not (np.diff(q) > 0).all(): return      # ties: many values share an encoding
+        np.testing.assert_array_less(np.abs(decoded[ok] - train[ok])[inside], tol[inside] + 1e-12)
+    else: np.testing.assert_array_less(np.abs(decoded[ok] - train[ok]), tol + 1e-12)
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(train=hnp.arrays(np.float64, st.integers(5, 40), elements=values), valid=hnp.arrays(np.float64, st.integers(1, 30), elements=values),
+       other=hnp.arrays(np.float64, st.integers(1, 30), elements=values), make=MAKERS)
+def test_validation_rows_never_change_the_fit(train, valid, other, make):
+    fits = []
+    for v in (valid, other):
+        df = pd.DataFrame({'x': np.r_[train, v], 'y': 0.})
+        try: to = fit(df, make(), ['x'], splits=[list(range(len(train))), list(range(len(train), len(df)))])
+        except ValueError: return
+        p = the_proc(to)
+        fits.append({a: {k: np.asarray(v_).tolist() for k, v_ in getattr(p, a).items()} for a in p.state_names})
+    assert fits[0] == fits[1]
+
+
+# ---- local linearisation (raw_weights through a transform) ---------------------------------------------------
+
+@pytest.mark.parametrize('make', [QuantileNormalize, lambda: QuantileNormalize(output_distribution='uniform'),
+                                  PowerNormalize, lambda: PowerNormalize(standardize=False)])
+def test_local_affine_is_the_secant_at_the_typical_value(table, make):
+    df, _, splits = table
+    to = fit(df, make(), ['lognormal', 'tied'], splits)
+    p = the_proc(to)
+    for c in ['lognormal', 'tied']:
+        a, b = p.local_affine(c)
+        e0, delta = p.encoded_center(c)
+        center = p.decode_column(c, np.array([e0]))[0]
+        assert abs(a * center + b - e0) < 1e-9 * (1 + abs(e0))     # passes through the typical value
+        lo, hi = p.decode_column(c, np.array([e0 - delta, e0 + delta]))
+        if hi > lo: np.testing.assert_allclose(a, 2 * delta / (hi - lo), rtol=1e-12)
+        assert a > 0 and np.isfinite(b)
+    median = df['lognormal'].iloc[splits[0]].median()
+    if isinstance(p, QuantileNormalize) and p.output_distribution == 'normal':
+        assert abs(p.decode_column('lognormal', np.array([0.]))[0] - median) < 0.01 * median
