@@ -9,7 +9,7 @@ import numpy as np, pandas as pd, os
 from concurrent import futures   # qualified: fastai's star import brings fastcore's ThreadPoolExecutor, whose `map` differs
 
 # %% auto #0
-__all__ = ['working_dtype', 'column_values', 'check_finite', 'is_zero_spread', 'handle_zero_spread', 'ColumnScaler',
+__all__ = ['working_dtype', 'column_values', 'check_finite', 'is_zero_spread', 'handle_zero_spread', 'ColumnScaler', 'setups',
            'AffineNormalize', 'show_results']
 
 # %% ../nbs/00_core.ipynb #e6e89aa7
@@ -73,10 +73,10 @@ def handle_zero_spread(spread:float, dtype=np.float64, magnitude:float=0., n:int
     "`spread`, or 1.0 when it is zero up to rounding (`is_zero_spread`), as scikit-learn's `_handle_zeros_in_scale`"
     return 1.0 if is_zero_spread(spread, dtype, magnitude, n) else float(spread)
 
-# %% ../nbs/00_core.ipynb #cefc5d16
+# %% ../nbs/00_core.ipynb #91e2e63d
 class ColumnScaler(TabularProc):
     "Base of every scaling proc: fit a map per continuous column on the training split, encode to float32, decode back"
-    order = 2             # after FillMissing and Categorify (order 1), the same slot as fastai's `Normalize`
+    order = 2             # after FillMissing (0) and Categorify (1); fastai's `Normalize` (99) checks claims against ours, see below
     state_names = ()      # the dicts (column -> value) that hold what `fit_state` returns, in its order
     is_affine = False     # True when encoding is exactly (x - center) / scale
 
@@ -102,6 +102,10 @@ class ColumnScaler(TabularProc):
     def local_affine(self, name) -> tuple[float, float]:
         "(a, b) such that encoding column `name` is `a * x + b` (exactly for affine scalers; near the training median for the others)"
         raise NotImplementedError
+
+    def is_affine_column(self, name) -> bool:
+        "Whether column `name` is encoded by an exact affine map (`local_affine` is then exact, not a linearisation)"
+        return self.is_affine
 
     def check_state(self, name, *values) -> tuple:
         "Validate and normalise preset `values` of column `name` (one per `state_names`)"
@@ -164,8 +168,13 @@ class ColumnScaler(TabularProc):
 
     def setups(self, to:Tabular):
         # `to` holds the training rows only, so statistics never see validation rows
-        owner, names = type(self).__name__, self.columns(to)
+        names = self.columns(to)
         _check_claims(self, to, names)
+        self.setup_columns(to, names)
+
+    def setup_columns(self, to:Tabular, names:list):
+        "Fit (or check presets for) the columns `names` of the training rows `to`; what `setups` does once the columns are settled"
+        owner = type(self).__name__
         _check_columns(to.items, names, owner)
         self.dtypes = {n: column_values(to.items[n].iloc[:0], n).dtype for n in names}   # what decoding restores
         if self.preset:
@@ -262,7 +271,16 @@ def _check_columns(df, names, owner, stats=None):
     unfitted = [n for n in names if n not in stats]
     if unfitted: raise ValueError(f"{owner} has no statistics for column(s) {unfitted}: was it set up on this TabularPandas?")
 
-# %% ../nbs/00_core.ipynb #b75bb9d9
+# %% ../nbs/00_core.ipynb #b21a243d
+_fastai_normalize_setups = next(m.implementation for m in Normalize.setups.methods if m.signature.types[-1] is Tabular)
+
+@Normalize
+def setups(self, to:Tabular):
+    "fastai's tabular `Normalize.setups`, refusing columns that one of this package's scalers already scales"
+    _check_claims(self, to, list(to.cont_names))
+    return _fastai_normalize_setups(self, to)
+
+# %% ../nbs/00_core.ipynb #ce645013
 class AffineNormalize(ColumnScaler):
     "Encode each continuous column as float32 `(x - center) / scale`; subclasses only fit a center and a spread"
     state_names, is_affine = ('centers', 'scales'), True
@@ -310,7 +328,7 @@ class AffineNormalize(ColumnScaler):
         s = self.scales[name]
         return 1. / s, -self.centers[name] / s
 
-# %% ../nbs/00_core.ipynb #00cb0884
+# %% ../nbs/00_core.ipynb #a0d0a582
 import fastai.tabular.learner  # registers fastai's tabular `show_results` first, so the one below replaces it
 from fastai.torch_core import display_df
 from plum import dispatch

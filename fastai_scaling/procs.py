@@ -8,7 +8,7 @@ import numpy as np
 from .core import AffineNormalize
 
 # %% auto #0
-__all__ = ['RobustNormalize', 'MinMaxNormalize']
+__all__ = ['RobustNormalize', 'MinMaxNormalize', 'StandardNormalize']
 
 # %% ../nbs/01_procs.ipynb #d235e493
 def _check_quantile_range(quantile_range, owner):
@@ -60,3 +60,12 @@ class MinMaxNormalize(AffineNormalize):
         # (x - low) / data_range lands on [0, 1]; stretch and shift that onto [lo, hi], still one affine map
         scale = data_range / (self.hi - self.lo)
         return low - self.lo * scale, scale
+
+# %% ../nbs/01_procs.ipynb #6bdd1a24
+class StandardNormalize(AffineNormalize):
+    "Center continuous columns on their mean and scale them by their standard deviation: fastai's `Normalize` with `cols`"
+    def __init__(self, cols=None):  # the continuous columns to scale; None: all of them
+        super().__init__(cols)
+
+    def fit_column(self, x):
+        return x.mean(dtype=np.float64), x.std(dtype=np.float64)

@@ -129,7 +129,7 @@ def _linear_quantiles(s, n_q):
     out[upper] = b[upper] - diff[upper] * (1 - gamma[upper])
     return out
 
-# %% ../nbs/06_transforms.ipynb #69f7b40d
+# %% ../nbs/06_transforms.ipynb #0864b496
 class PowerNormalize(MonotoneTransform):
     "Yeo-Johnson or Box-Cox power transform per column, lambda fitted by maximum likelihood, then standardized"
     state_names = ('lambdas', 'means', 'stds')
@@ -163,9 +163,10 @@ class PowerNormalize(MonotoneTransform):
         else: lmbda = float(stats.boxcox_normmax(x, method='mle'))
         y = self._forward(x, lmbda)
         m, s = float(y.mean()), float(y.std())
-        if lmbda != 1 and is_zero_spread(s, np.float64, m, len(y)):
-            # the likelihood's optimum flattened a column that has a spread (values far from 0 relative to their
-            # spread, e.g. 1e6 + noise): scikit-learn encodes every row alike there; keep the values instead
+        if lmbda != 1 and (is_zero_spread(s, np.float64, m, len(y)) or not self._invertible(x, lmbda)):
+            # the likelihood's optimum is numerically degenerate: it flattens a column that has a spread (values far
+            # from 0 relative to their spread, e.g. 1e6 + noise: scikit-learn encodes every row alike there), or
+            # sends the training extremes so close to the transform's bound that they cannot be decoded; keep the values
             lmbda, y = 1., self._forward(x, 1.)
             m, s = float(y.mean()), float(y.std())
         if not self.standardize and np.abs(y).max() > np.finfo(np.float32).max:
@@ -176,6 +177,15 @@ class PowerNormalize(MonotoneTransform):
     def _forward(self, x, lmbda):
         if self.method == 'box-cox': return special.boxcox(x, lmbda)
         return _yeo_johnson(x, lmbda)
+
+    def _inverse(self, y, lmbda):
+        return (_box_cox_inverse if self.method == 'box-cox' else _yeo_johnson_inverse)(y, lmbda)
+
+    def _invertible(self, x, lmbda):
+        "Whether the training extremes decode back to themselves (to 1e-6 of the range) through lambda, in float64"
+        ends = np.array([x.min(), x.max()])
+        back = self._inverse(self._forward(ends, lmbda), lmbda)
+        return bool(np.all(np.abs(back - ends) <= 1e-6 * (ends[1] - ends[0])))
 
     def encode_column(self, name, x):
         x = x.astype(np.float64, copy=False)
@@ -188,9 +198,7 @@ class PowerNormalize(MonotoneTransform):
 
     def decode_column(self, name, x):
         if self.standardize: x = x * self.stds[name] + self.means[name]
-        lmbda = self.lambdas[name]
-        if self.method == 'box-cox': return special.inv_boxcox(x, lmbda)
-        return _yeo_johnson_inverse(x, lmbda)
+        return self._inverse(x, self.lambdas[name])
 
     def encoded_center(self, name):
         return (0., .1) if self.standardize else (self.means[name], .1 * self.stds[name])
@@ -207,14 +215,23 @@ def _yeo_johnson(x, lmbda):
     out[neg] = -ln if abs(lmbda - 2) < np.spacing(1.) else -np.expm1((2 - lmbda) * ln) / (2 - lmbda)
     return out
 
+_EDGE = -1 + np.finfo(np.float64).eps   # log1p's argument stops here: at the transform's bound decoding stays finite
+
+def _power_inverse(u, lmbda):
+    "The inverse of expm1(lmbda * log1p(v)) / lmbda at u, as log1p of the result: v = expm1(this)"
+    if abs(lmbda) < np.spacing(1.): return u
+    # lambda < 0 bounds the transform (u < -1/lambda): values at or past the bound saturate instead of becoming inf/NaN
+    return np.log1p(np.maximum(lmbda * u, _EDGE)) / lmbda
+
 def _yeo_johnson_inverse(y, lmbda):
     out = np.empty_like(y)
     with np.errstate(invalid='ignore'): pos = y >= 0
     neg = ~pos & ~np.isnan(y)
     out[np.isnan(y)] = np.nan
-    with np.errstate(invalid='ignore', divide='ignore'):
-        # beyond the transform's range (lambda < 0 bounds it above, lambda > 2 below) decoding saturates at +-inf
-        out[pos] = np.expm1(y[pos]) if abs(lmbda) < np.spacing(1.) else np.expm1(np.log1p(np.maximum(lmbda * y[pos], -1.)) / lmbda)
-        t = 2 - lmbda
-        out[neg] = -np.expm1(-y[neg]) if abs(t) < np.spacing(1.) else -np.expm1(np.log1p(np.maximum(-t * y[neg], -1.)) / t)
+    with np.errstate(over='ignore'):
+        out[pos] = np.expm1(_power_inverse(y[pos], lmbda))
+        out[neg] = -np.expm1(_power_inverse(-y[neg], 2 - lmbda))
     return out
+
+def _box_cox_inverse(y, lmbda):
+    with np.errstate(over='ignore'): return np.exp(_power_inverse(y, lmbda))
