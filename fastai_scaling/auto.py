@@ -38,7 +38,7 @@ def column_stats(x:np.ndarray, n_rows:int=None) -> dict:
                constant=bool(constant), binary=n_unique == 2, integer=bool(np.all(s == np.round(s))))
     return out
 
-# %% ../nbs/07_auto.ipynb #bf797258
+# %% ../nbs/07_auto.ipynb #d383bfbd
 SCALER_PROCS = {'StandardNormalize': StandardNormalize, 'RobustNormalize': RobustNormalize, 'MinMaxNormalize': MinMaxNormalize,
                 'QuantileNormalize': QuantileNormalize, 'PowerNormalize': PowerNormalize}
 
@@ -47,11 +47,12 @@ def suggest_scalers(df:pd.DataFrame, cont_names:list=None,
                     tail_share:float=0.05,        # share of values beyond 3 IQR from which the tails count as heavy
                     outlier_share:float=0.001,    # share of values beyond 3 IQR from which a column has outliers
                     bounded_kurtosis:float=-0.8,  # excess kurtosis up to which a column counts as bounded (uniform: -1.2)
-                    skewed_scaler:str='QuantileNormalize',  # the scaler for skewed or heavy-tailed columns
+                    skewed_scaler:str='PowerNormalize',     # the scaler for a skewed bulk (measured below: power wins there)
+                    tail_scaler:str='QuantileNormalize',    # the scaler for heavy tails (measured below: quantile wins there)
                     warn:bool=True,               # warn about constant columns (they carry no information)
                    ) -> pd.DataFrame:
     "One row per continuous column: the statistics the choice used, the suggested scaler (a proc name or 'none') and the reason"
-    _check_suggest_args(skew_threshold, tail_share, outlier_share, bounded_kurtosis, skewed_scaler)
+    _check_suggest_args(skew_threshold, tail_share, outlier_share, bounded_kurtosis, skewed_scaler, tail_scaler)
     if not isinstance(df, pd.DataFrame): raise TypeError(f"suggest_scalers: expected a DataFrame, got {type(df).__name__}")
     names = [c for c in df.columns if _is_numeric(df[c])] if cont_names is None else list(cont_names)
     missing = [n for n in names if n not in df.columns]
@@ -61,7 +62,7 @@ def suggest_scalers(df:pd.DataFrame, cont_names:list=None,
         x = check_finite(column_values(df[name], name), name, 'suggest_scalers: ')
         st = column_stats(x)
         st['bounded'] = bool(not st['constant'] and st['kurtosis'] <= bounded_kurtosis and st['outlier_share'] == 0)
-        scaler, reason = _rule(st, skew_threshold, tail_share, outlier_share, skewed_scaler)
+        scaler, reason = _rule(st, skew_threshold, tail_share, outlier_share, skewed_scaler, tail_scaler)
         rows.append({'column': name, **st, 'scaler': scaler, 'reason': reason})
     table = pd.DataFrame(rows, columns=['column', *_STAT_COLUMNS, 'scaler', 'reason']).set_index('column')
     empty = table.index[table['n'] == 0].tolist()
@@ -74,7 +75,7 @@ def suggest_scalers(df:pd.DataFrame, cont_names:list=None,
 _STAT_COLUMNS = ['n', 'missing_share', 'n_unique', 'min', 'max', 'mean', 'std', 'skewness', 'quartile_skewness', 'kurtosis',
                  'outlier_share', 'constant', 'binary', 'integer', 'bounded']
 
-def _rule(st, skew_threshold, tail_share, outlier_share, skewed_scaler):
+def _rule(st, skew_threshold, tail_share, outlier_share, skewed_scaler, tail_scaler):
     "(scaler, reason) of the first rule that applies to the statistics `st`, in the documented order"
     if st['constant']: return 'none', f"constant ({st['min']:g}): nothing to scale, and no information for the model"
     if st['binary']:
@@ -86,8 +87,8 @@ def _rule(st, skew_threshold, tail_share, outlier_share, skewed_scaler):
         return skewed_scaler, (f"skewed: quartile skewness {qs:+.2f} (|.| >= {skew_threshold:g}); an affine scaler keeps the skew, "
                                "a transform makes it symmetric")
     if st['outlier_share'] >= tail_share:
-        return skewed_scaler, (f"heavy tails: {st['outlier_share']:.1%} of values lie beyond 3 IQR from the quartiles "
-                               f"(>= {tail_share:.0%}); a transform tames them")
+        return tail_scaler, (f"heavy tails: {st['outlier_share']:.1%} of values lie beyond 3 IQR from the quartiles "
+                             f"(>= {tail_share:.0%}); ranks tame them, a power curve cannot")
     if st['outlier_share'] >= outlier_share:
         return 'RobustNormalize', (f"outliers: {st['outlier_share']:.2%} of values lie beyond 3 IQR from the quartiles; the median and "
                                    "IQR ignore them where the mean and std would not")
@@ -96,18 +97,19 @@ def _rule(st, skew_threshold, tail_share, outlier_share, skewed_scaler):
     return 'StandardNormalize', (f"near-normal: symmetric bulk (quartile skewness {0 if not np.isfinite(qs) else qs:+.2f}), "
                                  f"{st['outlier_share']:.2%} beyond 3 IQR: mean and std describe it")
 
-def _check_suggest_args(skew_threshold, tail_share, outlier_share, bounded_kurtosis, skewed_scaler):
+def _check_suggest_args(skew_threshold, tail_share, outlier_share, bounded_kurtosis, skewed_scaler, tail_scaler):
     for name, v in dict(skew_threshold=skew_threshold, tail_share=tail_share, outlier_share=outlier_share).items():
         if not (isinstance(v, (int, float)) and v >= 0): raise ValueError(f"suggest_scalers: {name}={v!r} must be a number >= 0")
     if not outlier_share <= tail_share: raise ValueError(f"suggest_scalers: outlier_share ({outlier_share}) must not exceed tail_share ({tail_share})")
     if not isinstance(bounded_kurtosis, (int, float)): raise ValueError(f"suggest_scalers: bounded_kurtosis={bounded_kurtosis!r} must be a number")
-    if skewed_scaler not in ('QuantileNormalize', 'PowerNormalize'):
-        raise ValueError(f"suggest_scalers: skewed_scaler must be 'QuantileNormalize' or 'PowerNormalize', not {skewed_scaler!r}")
+    for name, v in dict(skewed_scaler=skewed_scaler, tail_scaler=tail_scaler).items():
+        if v not in ('QuantileNormalize', 'PowerNormalize'):
+            raise ValueError(f"suggest_scalers: {name} must be 'QuantileNormalize' or 'PowerNormalize', not {v!r}")
 
 def _is_numeric(col):
     return pd.api.types.is_numeric_dtype(col.dtype) and not pd.api.types.is_bool_dtype(col.dtype)
 
-# %% ../nbs/07_auto.ipynb #7eb80612
+# %% ../nbs/07_auto.ipynb #008118d8
 class AutoNormalize(ColumnScaler):
     "Pick each continuous column's scaler from its training data with `suggest_scalers`, and apply it"
     def __init__(self, cols=None, **suggest_kwargs):
@@ -115,7 +117,7 @@ class AutoNormalize(ColumnScaler):
         unknown = set(suggest_kwargs) - set(_SUGGEST_DEFAULTS)
         if unknown: raise TypeError(f"AutoNormalize: unknown option(s) {sorted(unknown)}; it takes cols and {', '.join(_SUGGEST_DEFAULTS)}")
         options = {**_SUGGEST_DEFAULTS, **suggest_kwargs}
-        _check_suggest_args(*(options[k] for k in list(_SUGGEST_DEFAULTS)[:5]))
+        _check_suggest_args(*(options[k] for k in list(_SUGGEST_DEFAULTS)[:6]))
         self.suggest_kwargs = suggest_kwargs
         self.choices, self.scalers = None, None
 
@@ -151,6 +153,7 @@ class AutoNormalize(ColumnScaler):
         if proc is None: raise KeyError(f"AutoNormalize: column {name!r} is not one of its columns {self.choices.index.tolist()}")
         return proc
 
+    def fitted_columns(self): return [] if self.choices is None else self.choices.index.tolist()
     def encode_column(self, name, x): return self.scaler_of(name).encode_column(name, x)
     def decode_column(self, name, x): return self.scaler_of(name).decode_column(name, x)
     def local_affine(self, name): return self.scaler_of(name).local_affine(name)
@@ -163,8 +166,8 @@ class _Unscaled(AffineNormalize):
     "The identity, on the shared base: what `AutoNormalize` applies to the columns advised 'none'"
     def fit_column(self, x): return 0., 1.
 
-_SUGGEST_DEFAULTS = dict(skew_threshold=0.2, tail_share=0.05, outlier_share=0.001, bounded_kurtosis=-0.8, skewed_scaler='QuantileNormalize',
-                         warn=True)
+_SUGGEST_DEFAULTS = dict(skew_threshold=0.2, tail_share=0.05, outlier_share=0.001, bounded_kurtosis=-0.8, skewed_scaler='PowerNormalize',
+                         tail_scaler='QuantileNormalize', warn=True)
 
 # %% ../nbs/07_auto.ipynb #5fcd95c2
 def mixed_table(rows:int=2000, seed:int=0) -> pd.DataFrame:

@@ -73,7 +73,7 @@ def handle_zero_spread(spread:float, dtype=np.float64, magnitude:float=0., n:int
     "`spread`, or 1.0 when it is zero up to rounding (`is_zero_spread`), as scikit-learn's `_handle_zeros_in_scale`"
     return 1.0 if is_zero_spread(spread, dtype, magnitude, n) else float(spread)
 
-# %% ../nbs/00_core.ipynb #91e2e63d
+# %% ../nbs/00_core.ipynb #4c529d39
 class ColumnScaler(TabularProc):
     "Base of every scaling proc: fit a map per continuous column on the training split, encode to float32, decode back"
     order = 2             # after FillMissing (0) and Categorify (1); fastai's `Normalize` (99) checks claims against ours, see below
@@ -102,6 +102,11 @@ class ColumnScaler(TabularProc):
     def local_affine(self, name) -> tuple[float, float]:
         "(a, b) such that encoding column `name` is `a * x + b` (exactly for affine scalers; near the training median for the others)"
         raise NotImplementedError
+
+    def fitted_columns(self) -> list:
+        "The columns this proc has statistics for (after setup, or from presets)"
+        fitted = getattr(self, self.state_names[0], None) if self.state_names else None
+        return list(fitted or [])
 
     def is_affine_column(self, name) -> bool:
         "Whether column `name` is encoded by an exact affine map (`local_affine` is then exact, not a linearisation)"
@@ -280,7 +285,7 @@ def setups(self, to:Tabular):
     _check_claims(self, to, list(to.cont_names))
     return _fastai_normalize_setups(self, to)
 
-# %% ../nbs/00_core.ipynb #ce645013
+# %% ../nbs/00_core.ipynb #8e48600f
 class AffineNormalize(ColumnScaler):
     "Encode each continuous column as float32 `(x - center) / scale`; subclasses only fit a center and a spread"
     state_names, is_affine = ('centers', 'scales'), True
@@ -328,7 +333,7 @@ class AffineNormalize(ColumnScaler):
         s = self.scales[name]
         return 1. / s, -self.centers[name] / s
 
-# %% ../nbs/00_core.ipynb #a0d0a582
+# %% ../nbs/00_core.ipynb #e3f887db
 import fastai.tabular.learner  # registers fastai's tabular `show_results` first, so the one below replaces it
 from fastai.torch_core import display_df
 from plum import dispatch
