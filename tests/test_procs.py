@@ -290,18 +290,6 @@ def test_decode_inverts_encode(x, make):
     tol = 1e-5 * (abs(p.centers['x']) + abs(p.scales['x']) + np.nanmax(np.abs(x)))
     np.testing.assert_allclose(decoded, x, rtol=1e-5, atol=tol)
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(train=hnp.arrays(np.float32, st.integers(5, 40), elements=finite), valid=hnp.arrays(np.float32, st.integers(1, 40), elements=finite),
-       other=hnp.arrays(np.float32, st.integers(1, 40), elements=finite), make=PROCS)
-def test_validation_rows_never_change_statistics(train, valid, other, make):
-    stats = []
-    for v in (valid, other):
-        df = pd.DataFrame({'x': np.r_[train, v], 'y': 0.})
-        to = make_to(df, make(), ['x'], splits=[list(range(len(train))), list(range(len(train), len(df)))])
-        stats.append((proc_of(to).centers, proc_of(to).scales))
-    assert stats[0] == stats[1]
-
-
 # ---- package ------------------------------------------------------------------------------------------
 
 def test_version_matches_settings():

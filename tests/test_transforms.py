@@ -214,20 +214,6 @@ def test_encode_is_monotone_and_decode_inverts_it_inside_the_training_range(trai
         np.testing.assert_array_less(np.abs(decoded[ok] - train[ok])[inside], tol[inside] + 1e-12)
     else: np.testing.assert_array_less(np.abs(decoded[ok] - train[ok]), tol + 1e-12)
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(train=hnp.arrays(np.float64, st.integers(5, 40), elements=values), valid=hnp.arrays(np.float64, st.integers(1, 30), elements=values),
-       other=hnp.arrays(np.float64, st.integers(1, 30), elements=values), make=MAKERS)
-def test_validation_rows_never_change_the_fit(train, valid, other, make):
-    fits = []
-    for v in (valid, other):
-        df = pd.DataFrame({'x': np.r_[train, v], 'y': 0.})
-        try: to = fit(df, make(), ['x'], splits=[list(range(len(train))), list(range(len(train), len(df)))])
-        except ValueError: return
-        p = the_proc(to)
-        fits.append({a: {k: np.asarray(v_).tolist() for k, v_ in getattr(p, a).items()} for a in p.state_names})
-    assert fits[0] == fits[1]
-
-
 # ---- local linearisation (raw_weights through a transform) ---------------------------------------------------
 
 @pytest.mark.parametrize('make', [QuantileNormalize, lambda: QuantileNormalize(output_distribution='uniform'),
