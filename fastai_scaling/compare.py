@@ -2,7 +2,12 @@
 
 # %% ../nbs/04_compare.ipynb #25de6054
 from __future__ import annotations
-import argparse, base64, html, io, os, platform, shlex, sys, time, warnings
+import argparse, base64, html, io, os, platform, re, shlex, sys, time, warnings
+# Newer torch deprecates `torch.jit.script` with a FutureWarning (DeprecationWarning before), and fastai calls it twice
+# while it is imported: noise users of this command cannot act on. Hidden by its message, before fastai is imported
+# here and in the worker processes, which import this module before fastai too.
+for _category in (FutureWarning, DeprecationWarning):
+    warnings.filterwarnings('ignore', message=re.escape('`torch.jit.script` is deprecated'), category=_category)
 import multiprocessing as mp
 import concurrent.futures as cf
 from copy import deepcopy
@@ -21,26 +26,44 @@ from fastai.data.block import RegressionBlock, CategoryBlock
 from fastai.data.transforms import RandomSplitter, Categorize
 from fastai.losses import MSELossFlat, CrossEntropyLossFlat
 from fastai.metrics import accuracy
-from fastai.tabular.core import TabularPandas, Categorify, FillMissing, Normalize
+from fastai.tabular.core import TabularPandas, TabDataLoader, Categorify, FillMissing, Normalize
 from fastai.tabular.model import tabular_config
-from fastai.tabular.learner import tabular_learner
+from fastai.tabular.learner import tabular_learner, TabularLearner
 import fastai_scaling
 from .procs import RobustNormalize, MinMaxNormalize
 from .drift import DriftNormalize
-from .monitor import ParameterMonitor
+from .monitor import ParameterMonitor, _defined_events
+from .procs import StandardNormalize
+from .transforms import QuantileNormalize, PowerNormalize
+from .auto import AutoNormalize, suggest_scalers
+from .loader import TensorTabDataLoader
 
 # %% auto #0
-__all__ = ['SCALERS', 'DATASETS', 'CompareError', 'resolve_scalers', 'CompareData', 'seed_data', 'sklearn_data', 'csv_data',
-           'ScalerRun', 'compare_scalers', 'ScalerComparison', 'main']
+__all__ = ['SCALERS', 'DEFAULT_CHOICES', 'DATASETS', 'LOADERS', 'BatchNormInputs', 'CompareError', 'resolve_scalers',
+           'CompareData', 'seed_data', 'sklearn_data', 'csv_data', 'ScalerRun', 'compare_scalers', 'ScalerComparison',
+           'main']
 
 # %% ../nbs/04_compare.ipynb #84bcaba1
+class BatchNormInputs:
+    "A scaling choice made by the model, not a proc: fastai's `BatchNorm1d` on the continuous inputs (`bn_cont=True`)"
+    def __repr__(self): return 'BatchNorm1d on the continuous inputs (bn_cont=True)'
+
 SCALERS = {
     'none': None,                       # no scaling (Categorify/FillMissing still run where the data needs them)
     'Normalize': Normalize,             # fastai's mean / standard deviation
     'RobustNormalize': RobustNormalize, # median / inter-quartile range
     'MinMaxNormalize': MinMaxNormalize, # min / max onto (0, 1)
     'DriftNormalize': DriftNormalize,   # mean / standard deviation, adaptable to drift later
+    'batchnorm': BatchNormInputs(),     # no proc: the model's BatchNorm1d learns the scaling (batch statistics)
+    'StandardNormalize': StandardNormalize,  # mean / standard deviation, as Normalize, on the shared base
+    'QuantileNormalize': QuantileNormalize,  # empirical CDF onto a normal ("RankGauss")
+    'PowerNormalize': PowerNormalize,        # Yeo-Johnson with a maximum-likelihood lambda, standardized
+    'auto': AutoNormalize,                   # each column's scaler chosen from its training data (`suggest_scalers`)
 }
+
+# what `compare` trains without --procs: the seed experiment's question plus batchnorm, inside the 2-minute default run;
+# every other entry of SCALERS is a name away (--procs auto,QuantileNormalize,...)
+DEFAULT_CHOICES = ('none', 'Normalize', 'RobustNormalize', 'MinMaxNormalize', 'DriftNormalize', 'batchnorm')
 
 # %% ../nbs/04_compare.ipynb #da25f019
 class CompareError(ValueError):
@@ -48,7 +71,7 @@ class CompareError(ValueError):
 
 # %% ../nbs/04_compare.ipynb #fa50d588
 def _lookup_scaler(p) -> tuple:
-    "(row name, proc) of one choice: a registry name in any case, a proc class or instance, or None"
+    "(row name, proc) of one choice: a registry name in any case, a proc class or instance, `BatchNormInputs`, or None"
     if p is None: return 'none', None
     if isinstance(p, str):
         names = {k.lower(): k for k in SCALERS}
@@ -57,15 +80,16 @@ def _lookup_scaler(p) -> tuple:
         return key, SCALERS[key]
     if isinstance(p, type) and issubclass(p, Transform): return p.__name__, p
     if isinstance(p, Transform): return type(p).__name__, p
+    if isinstance(p, BatchNormInputs): return 'batchnorm', p
     raise CompareError(f"a scaling choice must be a name, a proc class, a proc instance or None, not {p!r}")
 
 def resolve_scalers(procs=None) -> dict:
-    "The scaling choices `procs` as `{row name: proc class, instance or None}`; `None` means every entry of `SCALERS`"
-    if procs is None: return dict(SCALERS)
+    "The scaling choices `procs` as `{row name: proc class, instance or None}`; `None` means the `DEFAULT_CHOICES`"
+    if procs is None: return {k: SCALERS[k] for k in DEFAULT_CHOICES}
     if isinstance(procs, dict): items = [(str(k), _lookup_scaler(v)[1]) for k, v in procs.items()]
     else:
         if isinstance(procs, str): procs = [s for s in procs.split(',') if s.strip()]
-        elif isinstance(procs, (type, Transform)): procs = [procs]
+        elif isinstance(procs, (type, Transform, BatchNormInputs)): procs = [procs]
         items = [_lookup_scaler(p) for p in procs]
     if not items: raise CompareError("no scaling choices to compare")
     out = {}
@@ -155,10 +179,13 @@ def csv_data(path, y:str, cat_names=None, cont_names=None, task:str='regression'
     notes = []
     if cont_names is None:
         others = [c for c in df.columns if c != y and c not in cats]
-        conts = [c for c in others if _is_number(df[c])]
+        conts = [c for c in others if _numbers(df[c]) is not None]
         if len(conts) < len(others):
-            cats += [c for c in others if c not in conts]
-            notes.append(f"non-numeric columns used as categorical: {', '.join(c for c in others if c not in conts)}")
+            texts = [c for c in others if c not in conts]
+            cats += texts
+            notes.append(f"non-numeric columns used as categorical: {', '.join(texts)}")
+            notes += [f"{c} looks numeric, but {_not_numbers(df[c])}: clean them to use {c} as continuous"
+                      for c in texts if _mostly_numbers(df[c])]
     else: conts = list(cont_names)
     n_missing = int(df[y].isna().sum())
     if n_missing:
@@ -170,6 +197,25 @@ def csv_data(path, y:str, cat_names=None, cont_names=None, task:str='regression'
     return CompareData(df, y, conts, cats, task, None, desc)
 
 def _is_number(col): return pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
+
+def _numbers(col:pd.Series) -> pd.Series|None:
+    "`col` as numbers: a numeric column as it is, a text column whose every value reads as a number converted; else None"
+    if _is_number(col): return col
+    if not (pd.api.types.is_object_dtype(col) or pd.api.types.is_string_dtype(col)): return None   # bool, category, dates
+    num = pd.to_numeric(col, errors='coerce')
+    if (num.notna() != col.notna()).any(): return None
+    return pd.Series(num.to_numpy(dtype=np.float64, na_value=np.nan), index=col.index, name=col.name)
+
+def _not_numbers(col:pd.Series) -> str:
+    "The values of a text column that do not read as numbers, as a short phrase for an error message"
+    bad = col[col.notna() & pd.to_numeric(col, errors='coerce').isna()]
+    examples = ', '.join(repr(v) for v in bad.unique()[:3])
+    return f"{len(bad):,} of its {int(col.notna().sum()):,} values are not numbers (e.g. {examples})"
+
+def _mostly_numbers(col:pd.Series) -> bool:
+    "Is `col` a text column at least half of whose values read as numbers?"
+    if not (pd.api.types.is_object_dtype(col) or pd.api.types.is_string_dtype(col)) or not col.notna().any(): return False
+    return pd.to_numeric(col, errors='coerce').notna().sum() >= 0.5 * col.notna().sum()
 
 # %% ../nbs/04_compare.ipynb #7c075f71
 class _EpochLog(Callback):
@@ -185,10 +231,31 @@ class _EpochLog(Callback):
         self.report(f"[{self.label}] epoch {self.epoch + 1}/{self.n_epoch}  train {train:.4g}  valid {valid:.4g}  "
                     f"({self.times[-1]:.1f}s)")
 
+# %% ../nbs/04_compare.ipynb #d15a7c40
+def _dispatch_table(cbs) -> dict:
+    "For each training-loop event, the callbacks in fastai's order that can act on it"
+    def acts(cb, e):
+        return (e == 'after_fit'                                  # fastai resets every callback's `run` there
+                or type(cb).__call__ is not Callback.__call__     # its own dispatch, which may want every event
+                or e in _defined_events(type(cb)) or e in vars(cb))  # defined by its class, or passed as a function
+    cbs = sorted(cbs, key=lambda cb: cb.order)                   # stable, as fastai's `cbs.sorted('order')`
+    return {e: [cb for cb in cbs if acts(cb, e)] for e in Callback._methods}
+
+class _CompareLearner(TabularLearner):
+    "fastai's `TabularLearner`, calling each callback only for the events it acts on"
+    _dispatch_key = _dispatch = None
+    def __call__(self, event_name):
+        # fastai calls every callback for every event, through fastcore's `L` and fastai's attribute fallbacks: about
+        # 0.7 ms per batch on a 2-core CPU, a third of a linear model's step at bs 64. Rebuilt when `cbs` changes.
+        if not isinstance(event_name, str): return super().__call__(event_name)
+        key = tuple(map(id, self.cbs))
+        if key != self._dispatch_key: self._dispatch_key, self._dispatch = key, _dispatch_table(self.cbs)
+        for cb in self._dispatch[event_name]: cb(event_name)
+
 # %% ../nbs/04_compare.ipynb #10c39082
 @dataclass
 class ScalerRun:
-    "What one scaling choice's training left behind (arrays are numpy; losses are per epoch unless named `iter_`)"
+    "What one training run of a scaling choice left behind (arrays are numpy; losses are per epoch unless named `iter_`)"
     name: str
     proc: str                   # repr of the proc, or 'none'
     train_loss: np.ndarray      # fastai's smoothed training loss at the end of each epoch
@@ -198,41 +265,55 @@ class ScalerRun:
     iter_loss: np.ndarray       # smoothed training loss after each batch
     iters_per_epoch: int
     weights: np.ndarray         # `ParameterMonitor.weights`: [records, out, in], in encoded units
-    biases: np.ndarray          # [records, out]
+    biases: np.ndarray | None   # [records, out]; None when the first layer has no bias
     iters: np.ndarray           # training iteration of each record
     raw_weights: pd.DataFrame   # `ParameterMonitor.raw_weights()`: final weights mapped to raw units
+    seed: int = 42              # seed of the initial weights and the batch order (the split has its own, fixed)
 
 # %% ../nbs/04_compare.ipynb #1e76a851
+LOADERS = {'tensor': TensorTabDataLoader, 'fastai': TabDataLoader}
+
+def _base_procs(df, cont_names, cat_names) -> list:
+    "The procs every choice runs: FillMissing when a continuous column has missing values, Categorify for the categorical ones"
+    fill = bool(len(cont_names)) and bool(df[cont_names].isna().values.any())
+    # FillMissing adds a categorical `<col>_na` column, so it needs Categorify even when the data has no categorical column
+    return ([Categorify] if cat_names or fill else []) + ([FillMissing] if fill else [])
+
 def _train_choice(name, proc, df, y_name, cont_names, cat_names, splits, task, epochs, lr, bs, val_bs, seed, layers,
-                  monitor_every, label, progress, report=None) -> ScalerRun:
+                  monitor_every, label, progress, loader='tensor', report=None) -> ScalerRun:
     cat_names = list(cat_names)
-    base = [Categorify] if cat_names else []
-    if df[cont_names].isna().values.any(): base.append(FillMissing)
-    procs = base + ([] if proc is None else [deepcopy(proc)])
+    bn_cont = isinstance(proc, BatchNormInputs)
+    procs = _base_procs(df, cont_names, cat_names) + ([] if proc is None or bn_cont else [deepcopy(proc)])
     y_block = RegressionBlock() if task == 'regression' else CategoryBlock()
-    to = TabularPandas(df, procs=procs, cat_names=cat_names, cont_names=list(cont_names), y_names=y_name,
-                       y_block=y_block, splits=splits)
+    try:   # a proc refusing the data is the data's problem: one line naming the choice, not a traceback
+        to = TabularPandas(df, procs=procs, cat_names=cat_names, cont_names=list(cont_names), y_names=y_name,
+                           y_block=y_block, splits=splits)
+    except (ValueError, TypeError, KeyError, AssertionError) as e:
+        raise CompareError(f"{name}: its procs ({', '.join(getattr(p, '__name__', type(p).__name__) for p in procs)}) "
+                           f"refused the data: {_one_line(e)}") from e
     set_seed(seed)   # same batch order for every choice: the training loader draws its shuffling seed here
-    dls = to.dataloaders(bs=bs, val_bs=val_bs, drop_last=False)
+    dls = to.dataloaders(bs=bs, val_bs=val_bs, drop_last=False, dl_type=LOADERS[loader])
     n_out = 1 if task == 'regression' else len(next(p for p in to.procs if isinstance(p, Categorize)).vocab)
     every = monitor_every or max(1, epochs * len(dls.train) // 1000)
     log = _EpochLog(label, report)
     set_seed(seed)   # same initial weights for every choice
-    learn = tabular_learner(dls, layers=list(layers), config=tabular_config(use_bn=False, bn_cont=False), n_out=n_out,
+    learn = tabular_learner(dls, layers=list(layers), config=tabular_config(use_bn=False, bn_cont=bn_cont), n_out=n_out,
                             loss_func=MSELossFlat() if task == 'regression' else CrossEntropyLossFlat(),
                             metrics=[] if task == 'regression' else [accuracy],
                             cbs=[ParameterMonitor(every=every, grads=False), log])
+    learn.__class__ = _CompareLearner   # the same learner, with a cheaper event dispatch (same calls, same results)
     if report: report(f"[{label}] training: {len(dls.train):,} batches of {bs} per epoch")
     with ExitStack() as stack:
         if not progress: stack.enter_context(learn.no_bar()); stack.enter_context(learn.no_logging())
         learn.fit_one_cycle(epochs, lr)
     values = np.array([[float(v) for v in row] for row in learn.recorder.values], dtype=np.float64)
     mon = learn.parameter_monitor
+    biases = mon.biases
     return ScalerRun(name=name, proc='none' if proc is None else repr(proc), train_loss=values[:, 0], valid_loss=values[:, 1],
                      accuracy=values[:, 2] if task == 'classification' else None, epoch_time=np.array(log.times),
                      iter_loss=np.array([float(l) for l in learn.recorder.losses]), iters_per_epoch=len(dls.train),
-                     weights=mon.weights.float().numpy(), biases=mon.biases.float().numpy(), iters=np.asarray(mon.iters),
-                     raw_weights=mon.raw_weights())
+                     weights=mon.weights.float().numpy(), biases=None if biases is None else biases.float().numpy(),
+                     iters=np.asarray(mon.iters), raw_weights=mon.raw_weights(), seed=seed)
 
 # %% ../nbs/04_compare.ipynb #0e9ce70a
 _QUEUE = None
@@ -261,32 +342,67 @@ def _default_target(y_train, y_valid, task):
     return 0.25 * float(-np.log(p).mean()), "a quarter of the cross-entropy of predicting the training class frequencies"
 
 # %% ../nbs/04_compare.ipynb #9e703907
-def _check_inputs(df, y_name, cont_names, cat_names, task, epochs, lr, bs, valid_pct):
+def _check_inputs(df, y_name, cont_names, cat_names, task, epochs, lr, bs, valid_pct, seeds=1, loader='tensor') -> tuple:
+    "Refuse what cannot be compared with a `CompareError` naming it; return the columns to use (numbers as numbers) and notes"
     if not isinstance(df, pd.DataFrame): raise CompareError(f"df must be a pandas DataFrame, not {type(df).__name__}")
     if not len(df): raise CompareError("the data has no rows")
     if task not in ('regression', 'classification'): raise CompareError(f"task must be 'regression' or 'classification', not {task!r}")
     _check_columns(df, [y_name, *cont_names, *cat_names], 'the data')
     if y_name in [*cont_names, *cat_names]: raise CompareError(f"target column {y_name!r} is also listed as an input")
     if not cont_names and not cat_names: raise CompareError("no input columns: give cont_names or cat_names")
+    twice = sorted({c for c in [*cont_names, *cat_names] if [*cont_names, *cat_names].count(c) > 1})
+    if twice: raise CompareError(f"column(s) {', '.join(map(repr, twice))} listed more than once among the inputs")
+    out, notes, converted, constant = df[[*cat_names, *cont_names, y_name]].reset_index(drop=True), [], [], []
     for name in cont_names:
-        if not _is_number(df[name]):
-            raise CompareError(f"continuous column {name!r} is not numeric (dtype {df[name].dtype}); list it as categorical")
-        if np.isinf(df[name].to_numpy(dtype=np.float64, na_value=np.nan)).any():
+        orig = out[name]
+        col = _numbers(orig)
+        if col is None:
+            why = _not_numbers(orig) if _mostly_numbers(orig) else f"dtype {orig.dtype}"
+            raise CompareError(f"continuous column {name!r} is not numeric ({why}); clean it or list it as categorical")
+        if col is not orig: out[name] = col; converted.append(name)
+        if not col.notna().any(): raise CompareError(f"continuous column {name!r} has no values (all {len(col):,} are missing); drop it")
+        if np.isinf(col.to_numpy(dtype=np.float64, na_value=np.nan)).any():
             raise CompareError(f"continuous column {name!r} has infinite values")
-    y = df[y_name]
+        if col.nunique() == 1: constant.append(name)
+    for name in cat_names:
+        if not out[name].notna().any(): raise CompareError(f"categorical column {name!r} has no values (all {len(out):,} are missing); drop it")
+        if out[name].nunique() == 1: constant.append(name)
+    y = out[y_name]
     if y.isna().any(): raise CompareError(f"target column {y_name!r} has {int(y.isna().sum()):,} missing values; drop those rows")
-    if task == 'regression' and not _is_number(y):
-        raise CompareError(f"target column {y_name!r} is not numeric (dtype {y.dtype}); regression needs a numeric "
-                           "target (use classification for labels)")
+    if task == 'regression':
+        num = _numbers(y)
+        if num is None:
+            raise CompareError(f"target column {y_name!r} is not numeric (dtype {y.dtype}); regression needs a numeric "
+                               "target (use classification for labels)")
+        if num is not y: out[y_name] = num; converted.append(y_name)
+        if np.isinf(num.to_numpy(dtype=np.float64)).any(): raise CompareError(f"target column {y_name!r} has infinite values")
+    if y.nunique() == 1: raise CompareError(f"target column {y_name!r} has a single value ({y.iloc[0]}): there is nothing to learn")
+    if converted: notes.append(f"text columns whose every value is a number, read as numbers: {', '.join(converted)}")
+    if constant: notes.append(f"constant input columns kept (they carry no information; every scaler maps them to a constant): "
+                              f"{', '.join(constant)}")
     if not (isinstance(epochs, (int, np.integer)) and epochs >= 1): raise CompareError(f"epochs must be a positive integer, got {epochs!r}")
     if not (isinstance(bs, (int, np.integer)) and bs >= 1): raise CompareError(f"batch size must be a positive integer, got {bs!r}")
+    if not (isinstance(seeds, (int, np.integer)) and seeds >= 1): raise CompareError(f"seeds must be a positive integer, got {seeds!r}")
     if not lr > 0: raise CompareError(f"learning rate must be positive, got {lr!r}")
     if not 0 < valid_pct < 1: raise CompareError(f"valid_pct must be between 0 and 1, got {valid_pct!r}")
+    if loader not in LOADERS: raise CompareError(f"loader must be one of {', '.join(map(repr, LOADERS))}, not {loader!r}")
+    return out, notes
+
+def _check_split(df, cont_names, splits):
+    "FillMissing learns its fill values on the training rows: a column missing values only in the validation rows breaks it"
+    train, valid = df.iloc[splits[0]], df.iloc[splits[1]]
+    for name in cont_names:
+        n_valid = int(valid[name].isna().sum())
+        if n_valid and not train[name].isna().any():
+            raise CompareError(f"continuous column {name!r} has missing values only in validation rows ({n_valid:,} of them), so "
+                               "FillMissing, fitted on the training rows, cannot fill them; fill them first or try another --seed")
 
 # %% ../nbs/04_compare.ipynb #38cd4f3a
 def compare_scalers(df:pd.DataFrame, y_name:str, cont_names:list, cat_names:list=None,
-                    procs=None,              # scaling choices for `resolve_scalers`; None: every entry of `SCALERS`
-                    epochs:int=10, lr:float=10., bs:int=64, seed:int=42,
+                    procs=None,              # scaling choices for `resolve_scalers`; None: the `DEFAULT_CHOICES`
+                    epochs:int=10, lr:float=10., bs:int=64,
+                    seed:int=42,             # seed of the split, and of the first run of every choice
+                    seeds:int=1,             # runs per choice, with seeds `seed`, `seed+1`, ...: initial weights and batch order vary
                     valid_pct:float=0.2,     # share of rows in the validation set (one random split for all choices)
                     layers:list=None,        # hidden layer sizes; None or []: a linear model, as in the seed experiment
                     task:str='regression',   # or 'classification' (cross-entropy, accuracy)
@@ -295,42 +411,49 @@ def compare_scalers(df:pd.DataFrame, y_name:str, cont_names:list, cat_names:list
                     progress=True,           # True: bars with 1 worker, else a line per epoch; 'lines'; False: silent
                     val_bs:int=None,         # validation batch size (None: at least 1024; it does not change the loss)
                     true_weights:dict=None,  # raw-unit weights that generated y, shown next to the learned ones
-                    monitor_every:int=None,  # `ParameterMonitor(every=...)`; None: about 1,000 records per choice
+                    monitor_every:int=None,  # `ParameterMonitor(every=...)`; None: about 1,000 records per run
+                    loader:str='tensor',     # 'tensor': `TensorTabDataLoader`; 'fastai': fastai's `TabDataLoader` (same batches)
                    ) -> ScalerComparison:
-    "Train the same model once per scaling choice, each with `ParameterMonitor`; returns a `ScalerComparison`"
+    "Train the same model `seeds` times per scaling choice, each with `ParameterMonitor`; returns a `ScalerComparison`"
     cont_names, cat_names = list(cont_names), list(cat_names or [])
-    _check_inputs(df, y_name, cont_names, cat_names, task, epochs, lr, bs, valid_pct)
+    df, notes = _check_inputs(df, y_name, cont_names, cat_names, task, epochs, lr, bs, valid_pct, seeds, loader)
     choices = resolve_scalers(procs)
-    df = df[[*cat_names, *cont_names, y_name]].reset_index(drop=True)
     if task == 'regression': df[y_name] = df[y_name].astype(np.float32)
     splits = [list(s) for s in RandomSplitter(valid_pct=valid_pct, seed=seed)(df)]
     if not splits[0] or not splits[1]: raise CompareError(f"{len(df)} rows are too few to split into training and validation sets")
+    _check_split(df, cont_names, splits)
     y = df[y_name]
     default_target, target_desc = _default_target(y.iloc[splits[0]], y.iloc[splits[1]], task)
     if target is None: target = default_target
     else: target_desc = "given"
     bars = progress is True and workers <= 1
     report = None if bars or not progress else (lambda line: print(line, flush=True))
-    n = len(choices)
+    if progress:
+        for note in notes: print(f"note: {note}", flush=True)
+    n, run_seeds = len(choices), [seed + k for k in range(seeds)]
     jobs = [dict(name=name, proc=proc, df=df, y_name=y_name, cont_names=cont_names, cat_names=cat_names, splits=splits,
-                 task=task, epochs=epochs, lr=lr, bs=bs, val_bs=val_bs or max(bs, 1024), seed=seed, layers=list(layers or []),
-                 monitor_every=monitor_every, label=f"{i}/{n} {name}", progress=bars)
-            for i, (name, proc) in enumerate(choices.items(), 1)]
+                 task=task, epochs=epochs, lr=lr, bs=bs, val_bs=val_bs or max(bs, 1024), seed=s, layers=list(layers or []),
+                 monitor_every=monitor_every, label=f"{i}/{n} {name}" + (f" seed {s}" if seeds > 1 else ''), progress=bars,
+                 loader=loader)
+            for i, (name, proc) in enumerate(choices.items(), 1) for s in run_seeds]
     start = time.perf_counter()
-    runs = _run_jobs(jobs, workers, report, bars)
+    done = _run_jobs(jobs, workers, report, bars)
+    runs = {name: [r for r in done if r.name == name] for name in choices}
     settings = dict(rows=len(df), n_train=len(splits[0]), n_valid=len(splits[1]), epochs=epochs, lr=lr, bs=bs, seed=seed,
-                    valid_pct=valid_pct, layers=list(layers or []), task=task, workers=min(workers, n),
-                    cont_names=cont_names, cat_names=cat_names, y_name=y_name)
+                    seeds=run_seeds, valid_pct=valid_pct, layers=list(layers or []), task=task, workers=min(workers, len(jobs)),
+                    cont_names=cont_names, cat_names=cat_names, y_name=y_name, loader=loader, notes=notes,
+                    bn_cont=[name for name, p in choices.items() if isinstance(p, BatchNormInputs)])
     return ScalerComparison(runs, target, target_desc, settings, true_weights, time.perf_counter() - start)
 
 # %% ../nbs/04_compare.ipynb #d245f0db
-def _run_jobs(jobs, workers, report, bars):
+def _run_jobs(jobs, workers, report, bars) -> list:
+    "Train every job, in `workers` processes when more than one; the runs come back in the order of `jobs`"
     if workers <= 1 or len(jobs) == 1:
         runs = []
         for job in jobs:
             if bars: print(f"[{job['label']}]", flush=True)
             runs.append(_run_job(job, report))
-        return {r.name: r for r in runs}
+        return runs
     # 'spawn': a forked child inherits torch's thread pools in an undefined state; spawning costs a few seconds of imports
     ctx = mp.get_context('spawn')
     queue = ctx.Queue()
@@ -339,58 +462,121 @@ def _run_jobs(jobs, workers, report, bars):
             try: line = queue.get_nowait()
             except Empty: return
             if report: report(line)
-    with cf.ProcessPoolExecutor(min(workers, len(jobs)), mp_context=ctx, initializer=_init_worker, initargs=(queue,)) as pool:
+    pool = cf.ProcessPoolExecutor(min(workers, len(jobs)), mp_context=ctx, initializer=_init_worker, initargs=(queue,))
+    try:
         futures = [pool.submit(_run_job, job) for job in jobs]
-        try:
-            pending = set(futures)
-            while pending:
-                done, pending = cf.wait(pending, timeout=0.2, return_when=cf.FIRST_COMPLETED)
-                drain()
-                for f in done: f.result()   # re-raise a worker's error now, not after the others finish
-        except BaseException:
-            for f in futures: f.cancel()
-            raise
+        pending = set(futures)
+        while pending:
+            done, pending = cf.wait(pending, timeout=0.2, return_when=cf.FIRST_COMPLETED)
+            drain()
+            for f in done: f.result()   # re-raise a worker's error now, not after the others finish
+    except BaseException:
+        # an error (or Ctrl-C) ends the comparison: stop the other workers now instead of waiting for their runs
+        pool.shutdown(wait=False, cancel_futures=True)
+        for p in list((getattr(pool, '_processes', None) or {}).values()): p.terminate()
+        raise
+    pool.shutdown()
     time.sleep(0.05); drain()
-    return {r.name: r for r in (f.result() for f in futures)}
+    return [f.result() for f in futures]
 
 # %% ../nbs/04_compare.ipynb #5389dc59
 def _fmt_loss(v): return f"{v:.4g}" if np.isfinite(v) else str(v)
 
+def _first_below(losses, target):
+    below = np.flatnonzero(np.asarray(losses) < target)
+    return below[0] + 1 if len(below) else pd.NA
+
 class ScalerComparison:
-    "Results of `compare_scalers`: `table`, per-choice `runs` (`ScalerRun`), plots and `write_report`"
+    "Results of `compare_scalers`: `table`, `runs` per choice (`ScalerRun`; all seeds in `replicates`), plots and `write_report`"
     def __init__(self, runs:dict, target:float, target_desc:str, settings:dict, true_weights=None, wall_time=None):
-        self.runs, self.target, self.target_desc, self.settings = runs, target, target_desc, settings
+        # `runs`: {choice: ScalerRun, or a list of them, one per seed}
+        self.replicates = {name: list(r) if isinstance(r, (list, tuple)) else [r] for name, r in runs.items()}
+        self.runs = {name: rs[0] for name, rs in self.replicates.items()}
+        self.target, self.target_desc, self.settings = target, target_desc, settings
         self.true_weights, self.wall_time = true_weights, wall_time
 
     @property
-    def table(self) -> pd.DataFrame:
-        "One row per choice: final train and valid loss, first epoch (1-based) with valid loss below `target`, seconds per epoch"
+    def n_seeds(self) -> int: return max(len(rs) for rs in self.replicates.values())
+
+    def results(self) -> pd.DataFrame:
+        "One row per run (choice and seed): final train and valid loss, first epoch below `target`, seconds per epoch"
         rows = []
-        for name, r in self.runs.items():
-            below = np.flatnonzero(r.valid_loss < self.target)
-            row = dict(scaler=name, train_loss=r.train_loss[-1], valid_loss=r.valid_loss[-1],
-                       epoch_below_target=below[0] + 1 if len(below) else pd.NA)
-            if r.accuracy is not None: row['accuracy'] = r.accuracy[-1]
-            row['sec_per_epoch'] = float(r.epoch_time.mean())
-            rows.append(row)
-        table = pd.DataFrame(rows).set_index('scaler')
-        table['epoch_below_target'] = table['epoch_below_target'].astype('Int64')
-        return table
+        for name, rs in self.replicates.items():
+            for r in rs:
+                row = dict(scaler=name, seed=r.seed, train_loss=r.train_loss[-1], valid_loss=r.valid_loss[-1],
+                           epoch_below_target=_first_below(r.valid_loss, self.target))
+                if r.accuracy is not None: row['accuracy'] = r.accuracy[-1]
+                row['sec_per_epoch'] = float(r.epoch_time.mean())
+                rows.append(row)
+        res = pd.DataFrame(rows).set_index(['scaler', 'seed'])
+        res['epoch_below_target'] = res['epoch_below_target'].astype('Int64')
+        return res
+
+    @property
+    def table(self) -> pd.DataFrame:
+        "One row per choice: final train and valid loss, first epoch (1-based) with valid loss below `target`, seconds per epoch; with several seeds, their mean and `_min`/`_max` over seeds"
+        res = self.results()
+        if self.n_seeds == 1: return res.droplevel('seed')
+        g = res.astype(float).groupby(level='scaler', sort=False)   # an epoch never reached: NaN
+        out = pd.DataFrame(index=pd.Index(list(self.replicates), name='scaler'))
+        for c in res.columns.drop('sec_per_epoch'):
+            never = c == 'epoch_below_target'   # one seed that never got there makes the mean and the max "never"
+            out[c] = g[c].apply(lambda x: x.mean(skipna=False)) if never else g[c].mean()
+            out[f'{c}_min'] = g[c].min()
+            out[f'{c}_max'] = g[c].apply(lambda x: x.max(skipna=False)) if never else g[c].max()
+        out['sec_per_epoch'] = g['sec_per_epoch'].mean()
+        for c in ('epoch_below_target_min', 'epoch_below_target_max'): out[c] = out[c].round().astype('Int64')
+        return out
 
     def _formatted(self) -> pd.DataFrame:
+        epoch = lambda v: 'never' if pd.isna(v) else f"{v:g}" if float(v) == int(v) else f"{v:.1f}"
         fmt = dict(train_loss=_fmt_loss, valid_loss=_fmt_loss, sec_per_epoch='{:.2f}'.format, accuracy='{:.4f}'.format,
-                   epoch_below_target=lambda v: 'never' if pd.isna(v) else str(v))
+                   epoch_below_target=epoch)
         table = self.table
-        return pd.DataFrame({c: [fmt.get(c, str)(v) for v in table[c]] for c in table}, index=table.index)
+        cols = [c for c in table.columns if not c.endswith(('_min', '_max'))]
+        def cell(c, name):
+            f, v = fmt.get(c, str), table.at[name, c]
+            if f'{c}_min' not in table: return f(v)
+            return f"{f(v)} [{f(table.at[name, f'{c}_min'])}, {f(table.at[name, f'{c}_max'])}]"
+        return pd.DataFrame({c: [cell(c, name) for name in table.index] for c in cols}, index=table.index)
+
+    def spread_desc(self) -> str:
+        "What the table's brackets mean"
+        s = self.settings.get('seeds') or [r.seed for r in next(iter(self.replicates.values()))]
+        return f"mean [min, max] over {len(s)} seeds ({', '.join(map(str, s))})" if self.n_seeds > 1 else ''
 
     def format_table(self) -> str:
-        "`table` as text, as the CLI prints it"
-        return self._formatted().to_string()
+        "`table` as text, as the CLI prints it: with several seeds, each cell is the mean [min, max] over seeds"
+        text = self._formatted().to_string()
+        return f"{self.spread_desc()}:\n{text}" if self.n_seeds > 1 else text
+
+    def best(self) -> str|None:
+        "One line: the choice with the lowest (mean) valid loss, and whether its lead exceeds the seed-to-seed spread"
+        t = self.table
+        if len(t) < 2: return None
+        cands = t.valid_loss.drop('none') if 'none' in t.index else t.valid_loss
+        cands = cands[np.isfinite(cands)]
+        if cands.empty: return None
+        best = cands.idxmin()
+        line = f"best: {best}, valid loss {_fmt_loss(t.valid_loss[best])}"
+        if self.n_seeds > 1: line += f" [{_fmt_loss(t.valid_loss_min[best])}, {_fmt_loss(t.valid_loss_max[best])}]"
+        if 'none' in t.index and best != 'none' and t.valid_loss[best] > 0:
+            line += f", {t.valid_loss['none'] / t.valid_loss[best]:,.0f}x below none"
+        others = t.valid_loss.drop(best)
+        others = others[np.isfinite(others)]
+        if self.n_seeds == 1 or others.empty: return line
+        second = others.idxmin()
+        lo, hi = max(t.valid_loss_min[best], t.valid_loss_min[second]), min(t.valid_loss_max[best], t.valid_loss_max[second])
+        if lo <= hi:
+            return line + (f"; runner-up {second} [{_fmt_loss(t.valid_loss_min[second])}, {_fmt_loss(t.valid_loss_max[second])}] "
+                           f"overlaps it: the difference is within the spread over {self.n_seeds} seeds")
+        return line + f"; every seed below runner-up {second}'s range [{_fmt_loss(t.valid_loss_min[second])}, " \
+                      f"{_fmt_loss(t.valid_loss_max[second])}]"
 
     def __repr__(self): return f"{type(self).__name__}: target valid loss {self.target:.4g}\n{self.format_table()}"
 
     def raw_weights(self) -> pd.DataFrame:
-        "Each choice's final first-layer weights and bias in raw units (`ParameterMonitor.raw_weights`), and the true ones when known"
+        "Each choice's final first-layer weights and bias in raw units (`ParameterMonitor.raw_weights`; first seed), and the true ones when known"
         frames = {name: r.raw_weights for name, r in self.runs.items()}
         if self.true_weights is not None: frames = {'true': pd.DataFrame([self.true_weights]), **frames}
         out = pd.concat(frames, names=['scaler', 'unit'])
@@ -407,27 +593,35 @@ def _thin(x, n=2000):
 # %% ../nbs/04_compare.ipynb #67bb180c
 @patch
 def plot_losses(self:ScalerComparison) -> matplotlib.figure.Figure:
-    "Training (smoothed, per batch) and validation (per epoch) loss of every choice on one log-scale plot"
+    "Training (smoothed, per batch) and validation (per epoch) loss of every choice on one log-scale plot; bands: min to max over seeds"
     fig = matplotlib.figure.Figure(figsize=(9, 5))
     ax = fig.subplots()
     colors, n = _choice_colors(self.runs), len(self.runs)
-    for k, (name, r) in enumerate(self.runs.items()):
-        it = np.arange(1, len(r.iter_loss) + 1)
+    for k, (name, rs) in enumerate(self.replicates.items()):
+        it = np.arange(1, len(rs[0].iter_loss) + 1)
         idx = _thin(it - 1)
-        ax.plot(it[idx] / r.iters_per_epoch, np.clip(r.iter_loss[idx], 1e-12, None), color=colors[name], alpha=.35, lw=1)
+        iters = np.clip(np.stack([r.iter_loss for r in rs]), 1e-12, None)[:, idx]
+        valid = np.stack([r.valid_loss for r in rs])
+        x, epochs = it[idx] / rs[0].iters_per_epoch, np.arange(1, valid.shape[1] + 1)
+        ax.plot(x, iters.mean(0), color=colors[name], alpha=.35, lw=1)
         # choices that train identically overlap exactly: earlier ones get bigger markers so every one stays visible
-        ax.plot(np.arange(1, len(r.valid_loss) + 1), r.valid_loss, color=colors[name], lw=2, marker='osD^v<>ph*'[k % 10],
-                ms=4 + 2 * (n - k), mfc='none', mew=1.5, label=f"{name} (valid)")
+        ax.plot(epochs, valid.mean(0), color=colors[name], lw=2, marker='osD^v<>ph*'[k % 10], ms=4 + 2 * (n - k), mfc='none',
+                mew=1.5, label=f"{name} (valid{', mean' if len(rs) > 1 else ''})")
+        if len(rs) > 1:
+            ax.fill_between(x, iters.min(0), iters.max(0), color=colors[name], alpha=.12, lw=0)
+            ax.fill_between(epochs, valid.min(0), valid.max(0), color=colors[name], alpha=.25, lw=0)
     ax.axhline(self.target, color='k', ls='--', lw=1, label=f"target {self.target:.3g}")
     ax.set_yscale('log'); ax.set_xlabel('epoch'); ax.set_ylabel('loss (log scale)')
-    ax.set_title('Loss per choice: thin lines training (smoothed), dots validation after each epoch')
+    title = 'Loss per choice: thin lines training (smoothed), dots validation after each epoch'
+    if self.n_seeds > 1: title += f'\nlines: mean over {self.n_seeds} seeds; bands: min to max'
+    ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8); fig.tight_layout()
     return fig
 
 # %% ../nbs/04_compare.ipynb #b5ecb39a
 @patch
 def plot_weights(self:ScalerComparison, unit:int=0) -> matplotlib.figure.Figure:
-    "Small multiples of each choice's first-layer weights (top) and bias (bottom) over training, in encoded units"
+    "Small multiples of each choice's first-layer weights (top) and bias (bottom) over training, in encoded units (first seed)"
     n = len(self.runs)
     fig = matplotlib.figure.Figure(figsize=(3.2 * n, 5.5))
     axs = fig.subplots(2, n, squeeze=False, sharex=True, gridspec_kw=dict(height_ratios=[3, 1]))
@@ -436,12 +630,13 @@ def plot_weights(self:ScalerComparison, unit:int=0) -> matplotlib.figure.Figure:
         cols = [c for c in r.raw_weights.columns if c != 'bias']
         labels = cols if len(cols) == r.weights.shape[2] else [f"in {i}" for i in range(r.weights.shape[2])]
         for i, lbl in enumerate(labels): axs[0, j].plot(x, r.weights[:, unit, i], lw=1, label=lbl)
-        axs[1, j].plot(x, r.biases[:, unit], color='k', lw=1)
+        if r.biases is not None: axs[1, j].plot(x, r.biases[:, unit], color='k', lw=1)
         axs[0, j].set_title(name + (f" (unit {unit})" if r.weights.shape[1] > 1 else ''), fontsize=10)
         axs[1, j].set_xlabel('epoch')
     axs[0, 0].set_ylabel('weight'); axs[1, 0].set_ylabel('bias')
     if len(labels) <= 12: axs[0, -1].legend(fontsize=7, loc='upper left', bbox_to_anchor=(1, 1))
-    fig.suptitle('First-layer weights during training, in the units the model sees (after scaling)')
+    seed = f" (seed {next(iter(self.runs.values())).seed})" if self.n_seeds > 1 else ''
+    fig.suptitle(f'First-layer weights during training, in the units the model sees (after scaling){seed}')
     fig.tight_layout()
     return fig
 
@@ -486,11 +681,12 @@ def _html_table(df, floatfmt):
 # %% ../nbs/04_compare.ipynb #574adb13
 @patch
 def write_report(self:ScalerComparison, out='scaling-report', command:str=None, description:str='') -> Path:
-    "Write results.csv, raw_weights.csv, three PNG plots and a self-contained report.html (images embedded) into `out`"
+    "Write results.csv (one row per run), summary.csv (`table`), raw_weights.csv, three PNG plots and a self-contained report.html into `out`"
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     table, raw = self.table, self.raw_weights()
-    table.to_csv(out/'results.csv')
+    self.results().to_csv(out/'results.csv')
+    table.to_csv(out/'summary.csv')
     raw.to_csv(out/'raw_weights.csv')
     images = {}
     for fname, plot, title in [('loss_curves.png', self.plot_losses, 'Loss curves'),
@@ -501,27 +697,43 @@ def write_report(self:ScalerComparison, out='scaling-report', command:str=None, 
         images[fname] = (title, base64.b64encode(png).decode('ascii'))
     s, esc = self.settings, html.escape
     model = f"linear (layers=[])" if not s['layers'] else f"layers={s['layers']}"
+    seeds = s.get('seeds') or [s['seed']]
+    bn_names = s.get('bn_cont') or []
+    bn = f" (except {', '.join(bn_names)}: BatchNorm1d on the continuous inputs)" if bn_names else ''
+    loader = {'tensor': 'TensorTabDataLoader', 'fastai': "fastai's TabDataLoader"}.get(s.get('loader'), s.get('loader'))
     facts = {'command': f"<code>{esc(command)}</code>" if command else None, 'data': esc(description) or None,
+             'notes': esc('; '.join(s.get('notes') or [])) or None,
              'rows': f"{s['rows']:,} ({s['n_train']:,} training, {s['n_valid']:,} validation, one random split for all choices)",
              'target': f"{esc(s['y_name'])} ({s['task']}, {'MSE' if s['task'] == 'regression' else 'cross-entropy'} loss)",
              'inputs': esc(f"{len(s['cont_names'])} continuous" + (f", {len(s['cat_names'])} categorical" if s['cat_names'] else '')),
-             'training': f"tabular_learner, {model}, no batch norm; fit_one_cycle({s['epochs']}, {s['lr']:g}), bs {s['bs']}",
-             'seed': str(s['seed']),
+             'training': esc(f"tabular_learner, {model}, no batch norm{bn}; fit_one_cycle({s['epochs']}, {s['lr']:g}), bs {s['bs']}"
+                             + (f"; batches from {loader}" if loader else '')),
+             'seeds': f"split: {s['seed']}; initial weights and batch order: {', '.join(map(str, seeds))}"
+                      + (" (one run per choice and seed)" if len(seeds) > 1 else ''),
              'loss target': f"{self.target:.4g}: {esc(self.target_desc)}",
              'wall time': None if self.wall_time is None else f"{self.wall_time:.0f} s on {s['workers']} worker process(es)",
              'software': esc(f"fastai_scaling {fastai_scaling.__version__}, fastai {_version('fastai')}, torch {torch.__version__}, "
                              f"Python {platform.python_version()}, {os.cpu_count()} CPUs")}
+    spread = (f" With {len(seeds)} seeds each cell is the {esc(self.spread_desc())}; a difference inside those ranges "
+              "is within seed-to-seed variation.") if len(seeds) > 1 else ''
+    best = self.best()
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>Scaling comparison</title><style>{_CSS}</style></head><body>",
              "<h1>Scaling comparison</h1><dl>", *[f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts.items() if v], "</dl>",
              "<h2>Results</h2><p>One row per scaling choice: final training loss (fastai's smoothed value) and validation loss, "
-             "the first epoch whose validation loss fell below the target, and seconds per epoch.</p>",
-             self._formatted().to_html(border=0)]
+             f"the first epoch whose validation loss fell below the target, and seconds per epoch.{spread}</p>",
+             self._formatted().to_html(border=0), f"<p>{esc(best)}</p>" if best else '']
     for fname, (title, b64) in images.items():
         parts.append(f"<h2>{title}</h2><img alt='{fname}' src='data:image/png;base64,{b64}'>")
         if fname == 'raw_weights.png':
-            parts.append("<p>In raw units (weights mapped back through each fitted scaler); one row per output unit.</p>")
+            parts.append("<p>In raw units (weights mapped back through each fitted scaler" + (", first seed" if len(seeds) > 1 else '')
+                         + "); one row per output unit.</p>")
+            curved = sorted({c for r in self.runs.values() for c in getattr(r.raw_weights, 'attrs', {}).get('linearized', [])})
+            if curved: parts.append(f"<p>Through a quantile or power transform the map is not affine: for {html.escape(', '.join(curved))} "
+                                    "the raw-unit weight is a local linearisation around the column's typical value (see "
+                                    "<code>ParameterMonitor.raw_weights</code>).</p>")
             parts.append(_html_table(raw, lambda v: f"{v:.4g}"))
-    parts.append("<p>Files: results.csv, raw_weights.csv, loss_curves.png, weight_trajectories.png, raw_weights.png.</p></body></html>")
+    parts.append("<p>Files: results.csv (one row per run), summary.csv (the table above), raw_weights.csv, loss_curves.png, "
+                 "weight_trajectories.png, raw_weights.png.</p></body></html>")
     path = out/'report.html'
     path.write_text('\n'.join(parts), encoding='utf-8')
     return path
@@ -551,6 +763,35 @@ def _parser():
     p = sub.add_parser('compare', help='train one model per scaling choice and compare them',
                        description='Train the same model once per scaling choice and write a report. With no data flags: '
                                    'the seed experiment (synthetic y = x . scale_amt, 200,000 rows, fit_one_cycle(10, 10)).')
+    _data_args(p)
+    train = p.add_argument_group('training (the same for every choice)')
+    train.add_argument('--procs', metavar='NAMES', default=','.join(DEFAULT_CHOICES),
+                       help=f"comma-separated scaling choices, any case, from {','.join(SCALERS)} (default: {','.join(DEFAULT_CHOICES)})")
+    train.add_argument('--epochs', type=_positive(int), default=10, help='default 10')
+    train.add_argument('--lr', type=_positive(float), default=10., help='maximum learning rate of fit_one_cycle (default 10)')
+    train.add_argument('--bs', type=_positive(int), default=64, help='batch size (default 64)')
+    train.add_argument('--layers', metavar='SIZES', type=lambda s: [int(v) for v in _names(s)], default=[],
+                       help='comma-separated hidden layer sizes (default: none, a linear model)')
+    train.add_argument('--seed', type=int, default=42, help='seed of the data, the split, the weights and the batch order (default 42)')
+    train.add_argument('--seeds', type=_positive(int), default=1,
+                       help='runs per choice, with seeds SEED, SEED+1, ...: initial weights and batch order vary, the split does '
+                            'not; the table shows mean [min, max] (default 1)')
+    train.add_argument('--valid-pct', type=float, default=0.2, help='validation share of the rows (default 0.2)')
+    train.add_argument('--target', type=_positive(float), help='valid loss to reach (default: 1%% of the validation variance of y)')
+    train.add_argument('--workers', type=_positive(int), default=min(2, os.cpu_count() or 1),
+                       help='runs trained in parallel processes (default: min(2, CPUs)); 1 shows progress bars')
+    train.add_argument('--fastai-loader', action='store_true',
+                       help="batches from fastai's TabDataLoader instead of the faster TensorTabDataLoader (the same batches)")
+    p.add_argument('--out', default='scaling-report', metavar='DIR', help='report folder (default ./scaling-report)')
+    s = sub.add_parser('suggest', help="print the scaler suggested for each continuous column, and why",
+                       description='Run suggest_scalers on a data set and print one row per continuous column: the statistics '
+                                   'the choice used, the suggested scaler and the reason.')
+    _data_args(s)
+    s.add_argument('--seed', type=int, default=42, help='seed of the synthetic data and of --rows sampling (default 42)')
+    parser.commands = {'compare': p, 'suggest': s}   # each command's own parser reports its errors
+    return parser, p
+
+def _data_args(p):
     data = p.add_argument_group('data (default: the synthetic seed experiment)')
     data.add_argument('--rows', type=_positive(int), help='rows of synthetic data (default 200000); with --csv/--dataset, a random sample of this many')
     data.add_argument('--csv', metavar='PATH', help='your own data as a CSV file (needs --y)')
@@ -559,21 +800,6 @@ def _parser():
     data.add_argument('--cont', metavar='COLS', type=_names, help='comma-separated continuous columns of --csv (default: every other numeric column)')
     data.add_argument('--task', choices=['regression', 'classification'], help='for --csv (default regression)')
     data.add_argument('--dataset', metavar='NAME', help=f"a scikit-learn data set with raw features: {' or '.join(DATASETS)}")
-    train = p.add_argument_group('training (the same for every choice)')
-    train.add_argument('--procs', metavar='NAMES', default=','.join(SCALERS),
-                       help=f"comma-separated scaling choices, any case (default: {','.join(SCALERS)})")
-    train.add_argument('--epochs', type=_positive(int), default=10, help='default 10')
-    train.add_argument('--lr', type=_positive(float), default=10., help='maximum learning rate of fit_one_cycle (default 10)')
-    train.add_argument('--bs', type=_positive(int), default=64, help='batch size (default 64)')
-    train.add_argument('--layers', metavar='SIZES', type=lambda s: [int(v) for v in _names(s)], default=[],
-                       help='comma-separated hidden layer sizes (default: none, a linear model)')
-    train.add_argument('--seed', type=int, default=42, help='seed of the data, the split, the weights and the batch order (default 42)')
-    train.add_argument('--valid-pct', type=float, default=0.2, help='validation share of the rows (default 0.2)')
-    train.add_argument('--target', type=_positive(float), help='valid loss to reach (default: 1%% of the validation variance of y)')
-    train.add_argument('--workers', type=_positive(int), default=min(2, os.cpu_count() or 1),
-                       help='choices trained in parallel processes (default: min(2, CPUs)); 1 shows progress bars')
-    p.add_argument('--out', default='scaling-report', metavar='DIR', help='report folder (default ./scaling-report)')
-    return parser, p
 
 # %% ../nbs/04_compare.ipynb #901ca60a
 def _load(args) -> CompareData:
@@ -592,27 +818,51 @@ def main(argv:list=None) -> int:
     "The `fastai_scaling` console script: `fastai_scaling compare [--rows N] [--csv PATH --y COL] ...`; `argv` defaults to `sys.argv[1:]`"
     parser, cmd = _parser()
     args, extra = parser.parse_known_args(argv)
+    cmd = parser.commands[args.command]
     if extra: cmd.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.command == 'suggest': return _suggest(args, cmd)
     command = 'fastai_scaling ' + shlex.join(sys.argv[1:] if argv is None else list(argv))
     try:
         data = _load(args)
         choices = resolve_scalers(args.procs)
-        workers = min(args.workers, len(choices))
+        n_runs = len(choices) * args.seeds
+        workers = min(args.workers, n_runs)
         print(f"data: {data.description}", flush=True)
+        seeds = f"seed {args.seed}" if args.seeds == 1 else f"{args.seeds} seeds each ({args.seed}..{args.seed + args.seeds - 1})"
         print(f"training {len(choices)} choices ({', '.join(choices)}) for {args.epochs} epochs, lr {args.lr:g}, bs {args.bs}, "
-              f"seed {args.seed}, {workers} worker process{'es' if workers > 1 else ''}", flush=True)
+              f"{seeds}, {workers} worker process{'es' if workers > 1 else ''}", flush=True)
         with warnings.catch_warnings():
             warnings.filterwarnings('ignore', message='The given NumPy array is not writable')
-            res = data.compare(procs=choices, epochs=args.epochs, lr=args.lr, bs=args.bs, seed=args.seed, layers=args.layers,
-                               valid_pct=args.valid_pct, target=args.target, workers=workers,
+            res = data.compare(procs=choices, epochs=args.epochs, lr=args.lr, bs=args.bs, seed=args.seed, seeds=args.seeds,
+                               layers=args.layers, valid_pct=args.valid_pct, target=args.target, workers=workers,
+                               loader='fastai' if args.fastai_loader else 'tensor',
                                progress=True if sys.stdout.isatty() else 'lines')   # no bars in a log file
     except (CompareError, FileNotFoundError, pd.errors.EmptyDataError) as e: cmd.error(_one_line(e))
     print(f"\ntarget: valid loss < {res.target:.4g}, {res.target_desc}")
     print(res.format_table())
-    t = res.table
-    if 'none' in t.index and t.valid_loss['none'] > 0 and t.valid_loss.drop('none').notna().any():
-        best = t.valid_loss.drop('none').idxmin()
-        print(f"best: {best}, valid loss {t.valid_loss[best]:.4g}, {t.valid_loss['none'] / t.valid_loss[best]:,.0f}x below none")
+    best = res.best()
+    if best: print(best)
     path = res.write_report(args.out, command=command, description=data.description)
     print(f"wall time {res.wall_time:.0f} s; report: {path}")
+    return 0
+
+# %% ../nbs/04_compare.ipynb #ec50774c
+_SUGGEST_SHOWN = ['n_unique', 'missing_share', 'min', 'max', 'quartile_skewness', 'outlier_share', 'kurtosis', 'scaler', 'reason']
+
+def _suggest(args, cmd) -> int:
+    "`fastai_scaling suggest`: the advice table of `suggest_scalers` for the data the flags name"
+    try:
+        data = _load(args)
+        if not data.cont_names: raise CompareError("the data has no numeric input column to advise on")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
+            table = suggest_scalers(data.df, data.cont_names)
+    except (CompareError, FileNotFoundError, ValueError, TypeError, KeyError) as e: cmd.error(_one_line(e))
+    print(f"data: {data.description}")
+    for w in caught:
+        if issubclass(w.category, UserWarning): print(f"warning: {_one_line(w.message)}")
+    with pd.option_context('display.width', 250, 'display.max_colwidth', 120, 'display.max_rows', 500, 'display.float_format', '{:.4g}'.format):
+        print(table[_SUGGEST_SHOWN].to_string())
+    counts = table['scaler'].value_counts()
+    print('\nsuggested: ' + ', '.join(f"{k} x{v}" for k, v in counts.items()) + "; AutoNormalize applies this advice, fitted on the training split")
     return 0

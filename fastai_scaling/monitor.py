@@ -9,9 +9,10 @@ from fastcore.basics import store_attr, patch
 from fastai.callback.core import Callback
 from fastai.callback.schedule import LRFinder
 from fastai.tabular.model import TabularModel
+from .core import ColumnScaler
 
 # %% auto #0
-__all__ = ['find_layer', 'ParameterMonitor', 'input_affine']
+__all__ = ['find_layer', 'ParameterMonitor', 'linearized_columns', 'input_affine']
 
 # %% ../nbs/03_monitor.ipynb #ee5a9bfa
 def find_layer(model:nn.Module, module:nn.Module|str|None=None) -> nn.Module:
@@ -54,15 +55,33 @@ def _to_float(v):
     try: return float(v)
     except (TypeError, ValueError): return math.nan
 
+# %% ../nbs/03_monitor.ipynb #a1b2c3d4
+# the optimizer-step events: training only, so `ParameterMonitor.__call__` skips fastai's generic dispatch for them
+_STEP_EVENTS = frozenset(('after_step', 'after_cancel_step'))
+
+class _Counters:
+    "What `ParameterMonitor.after_step` writes per step, in slots: plain stores, not calls of `Callback.__setattr__`"
+    __slots__ = ('n', 'next', 'it', 'cancelled')
+    def __init__(self): self.n, self.next, self.it, self.cancelled = 0, 0, 0, False
+
+def _lr_slot(opt, group:int) -> tuple:
+    "(dict, key) holding the live learning rate of parameter group `group` of a fastai optimizer, read on the host"
+    inner = getattr(opt, 'opt', None)
+    if isinstance(inner, torch.optim.Optimizer):   # `OptimWrapper`: its `hypers` is rebuilt on every read
+        return inner.param_groups[group], getattr(opt, 'bwd_map', {}).get('lr', 'lr')
+    hypers = getattr(opt, 'hypers', None)
+    if not hypers: return {'lr': math.nan}, 'lr'
+    return hypers[group], 'lr'                        # fastai's `Optimizer` sets its hypers in place: the dict stays valid
+
 # %% ../nbs/03_monitor.ipynb #6ea1fce3
 class ParameterMonitor(Callback):
     "Record the weights, bias and weight gradients of one layer (default: the first `nn.Linear`) during training"
     order, run_valid, remove_on_fetch, _only_train_loop = 20, False, True, True  # after MixedPrecision/GradientClip (10, 11)
     # history lives here and is never pickled (`learn.export`): see `Stateful`
-    _stateattrs = ('_buf', '_cpu', '_W', '_G', '_B', '_iters', '_lrs', '_hooks')
-    _buf = _cpu = _W = _G = _B = _layer = None
-    _iters = _lrs = _hooks = ()
-    _n, _shape = 0, None
+    _stateattrs = ('_buf', '_cpu', '_W', '_G', '_B', '_iters', '_lrs', '_hooks', '_weight', '_src', '_lr_hypers', '_rows', '_c')
+    _buf = _cpu = _W = _G = _B = _layer = _weight = _src = _lr_hypers = None
+    _iters = _lrs = _hooks = _rows = ()
+    _shape, _lr_key, _rows_at = None, 'lr', 0
 
     def __init__(self,
         module:nn.Module|str|None=None, # Layer to monitor, or its attribute path in the model; None: first `nn.Linear`
@@ -74,14 +93,23 @@ class ParameterMonitor(Callback):
         if not isinstance(every, (int, np.integer)) or every < 1: raise ValueError(f"ParameterMonitor: `every` must be an int >= 1, not {every!r}")
         store_attr('module,every,max_bytes,reset_on_fit')
         self.with_grads, self.stride = bool(grads), int(every)
-        self._pending = self._active = self._due = False
-        self._offset = self._it = self._next = 0
+        self._pending = self._active = False
+        self._offset = 0
+        self._init_state()
+
+    def _init_state(self): self._c = _Counters()   # at construction and when unpickled (`load_learner`)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls._events = _defined_events(cls)
 
     def __call__(self, event_name):
-        # fastai's `Callback.__call__` costs several microseconds per event even for events a callback does not
-        # define (the lookup falls back through the learner and the model): ~60 us per training batch, 1-2% of a
-        # small model's step. Only dispatch the events this class defines.
-        if event_name in _defined_events(type(self)): return super().__call__(event_name)
+        # fastai's `Callback.__call__` costs microseconds per event, for events a callback does not define too: its
+        # `training` lookups fall back through the learner to the model. Events this class does not define stop here;
+        # the step events, which only happen in training, go straight to their handler.
+        if event_name in self._events:
+            if event_name in _STEP_EVENTS: return getattr(self, event_name)() if self.run else None
+            return super().__call__(event_name)
 
     # ---- fit lifecycle -------------------------------------------------------------------------------------
     def before_fit(self):
@@ -92,7 +120,7 @@ class ParameterMonitor(Callback):
         if not self._pending: return
         self._pending = False
         if any(isinstance(cb, LRFinder) for cb in self.learn.cbs): return  # `lr_find` throws its weights away
-        if self._active: self._finish(self._it)  # the last fit ended without `after_fit` (e.g. KeyboardInterrupt)
+        if self._active: self._finish(self._c.it)  # the last fit ended without `after_fit` (e.g. KeyboardInterrupt)
         self._start_run()
 
     def after_fit(self):
@@ -107,7 +135,7 @@ class ParameterMonitor(Callback):
             first = find_layer(model)  # raises when there is no nn.Linear
             cands = [m for m in model.modules() if isinstance(m, nn.Linear)]
         else: cands = [find_layer(model, self.module)]
-        self._layer, self._active, self._due = None, True, False
+        self._layer, self._active, self._c.cancelled = None, True, False
         self._hooks = [m.register_forward_pre_hook(self._first_forward) for m in cands]
 
     def _first_forward(self, m, inp):
@@ -133,7 +161,7 @@ class ParameterMonitor(Callback):
             raise ValueError(f"ParameterMonitor(reset_on_fit=False): the monitored layer changed shape from {self._shape[:2]} "
                              f"to {shape[:2]}; call `reset()` or use reset_on_fit=True")
         self._shape = shape
-        rec = out*inp*(2 if self.with_grads else 1) + (out if shape[2] else 0)
+        rec = out * self._width()
         self._cap_max = (self.max_bytes // (4*rec)) // 2 * 2
         if self._cap_max < 2: raise ValueError(f"ParameterMonitor: max_bytes={self.max_bytes} holds fewer than 2 records of "
                                                f"{4*rec} bytes ({out}x{inp} layer); raise max_bytes")
@@ -141,80 +169,103 @@ class ParameterMonitor(Callback):
         cap = min(self._cap_max, max(n_old + self._planned(), n_old + 2))
         self._alloc(cap + cap % 2, w.device)
         if n_old: self._buf[:n_old].copy_(self._cpu.to(w.device))
-        self._n = n_old
-        self._group = self._param_group(w)
+        c = self._c
+        c.n = n_old
+        self._weight, self._group = w, self._param_group(w)
+        self._lr_hypers, self._lr_key = _lr_slot(self.learn.opt, self._group)
+        # Detached views share the parameters' storage, which the optimizer updates in place. Built once per fit, they
+        # make each record a single `torch.cat` into its row; other dtypes or devices take the slower `_write`.
+        src = [w.detach()] + ([b.detach()[:, None]] if shape[2] else [])
+        fast = all(t.dtype == torch.float32 and t.device == self._buf.device for t in src)
+        self._src = tuple(src) if fast else None
         start = self._offset
-        if n_old and self._iters[-1] == start: self._next = start + self.stride  # the state is already recorded
+        if n_old and self._iters[-1] == start: c.next = start + self.stride  # the state is already recorded
         else:  # the initial value: before the first step, no gradient and no learning rate yet
-            with torch.no_grad():
-                self._write_params(self._n)
-                if self.with_grads: self._G[self._n].fill_(math.nan)
+            self._write(c.n, None)
             self._iters.append(start); self._lrs.append(math.nan)
-            self._n += 1; self._next = start + self.stride
+            c.n += 1; c.next = start + self.stride
+
+    def _width(self):
+        "Floats per output unit in a record: its weights, its bias (if any), the weights' gradients (if recorded)"
+        out, inp, bias, grads = self._shape
+        return inp + (1 if bias else 0) + (inp if grads else 0)
 
     def _alloc(self, cap, device):
         out, inp, bias, grads = self._shape
-        ow, old = out*inp, self._buf
-        self._buf = torch.empty(cap, ow*(2 if grads else 1) + (out if bias else 0), device=device, dtype=torch.float32)
-        if old is not None: self._buf[:self._n].copy_(old[:self._n])
-        self._cap = cap
-        self._W = self._buf[:, :ow].view(cap, out, inp)
-        self._G = self._buf[:, ow:2*ow].view(cap, out, inp) if grads else None
-        self._B = self._buf[:, -out:] if bias else None
+        old = self._buf
+        # record i is `_buf[i]`, [out, in | bias | in]: one contiguous row, which one `torch.cat(dim=1)` fills
+        self._buf = torch.empty(cap, out, self._width(), device=device, dtype=torch.float32)
+        if old is not None: self._buf[:self._c.n].copy_(old[:self._c.n])
+        self._cap, self._rows, self._rows_at = cap, (), 0
+        self._W = self._buf[:, :, :inp]
+        self._B = self._buf[:, :, inp] if bias else None
+        self._G = self._buf[:, :, inp + (1 if bias else 0):] if grads else None
 
     def _param_group(self, w):
         opt = self.learn.opt
         groups = getattr(opt, 'param_lists', None) or [g['params'] for g in getattr(opt, 'param_groups', [])]
         return next((i for i, ps in enumerate(groups) if any(p is w for p in ps)), -1)
 
-    def _write_params(self, i):
+    def _write(self, i, g):
+        "Record `i` one tensor at a time, converting dtypes: the initial record, and models not in float32 on the buffer's device"
         l = self._layer
-        self._W[i].copy_(l.weight.detach())
-        if self._B is not None: self._B[i].copy_(l.bias.detach())
+        with torch.no_grad():
+            self._W[i].copy_(l.weight)
+            if self._B is not None: self._B[i].copy_(l.bias)
+            if self._G is not None:
+                if g is None: self._G[i].fill_(math.nan)
+                else: self._G[i].copy_(g)
 
     def _make_room(self):
         "The buffer is full: grow it up to the budget, else keep every second record and double the stride"
         if self._cap < self._cap_max: return self._alloc(min(self._cap_max, 2*self._cap), self._buf.device)
-        keep = self._buf[0:self._n:2].clone()
+        c = self._c
+        keep = self._buf[0:c.n:2].clone()
         self._buf[:len(keep)].copy_(keep)
-        self._n, self._iters, self._lrs = len(keep), self._iters[::2], self._lrs[::2]
+        c.n, self._iters, self._lrs = len(keep), self._iters[::2], self._lrs[::2]
         self.stride *= 2
-        self._next = self._iters[-1] + self.stride
+        c.next = self._iters[-1] + self.stride
 
-    # ---- the hot path: host-side ints and in-place device copies only ---------------------------------------
-    def before_step(self):
-        if not self._active: return
-        if self._layer is None: raise RuntimeError("ParameterMonitor: the monitored layer was not called in the forward pass")
-        it = self._it = self._offset + self.learn.train_iter + 1
-        if it < self._next: return
-        if self._n == self._cap:
-            self._make_room()
-            if it < self._next: return
-        if self.with_grads:
-            g = self._layer.weight.grad
-            if g is None: self._G[self._n].fill_(math.nan)
-            else: self._G[self._n].copy_(g)
-        self._due = True
+    def _row(self, i):
+        "`_buf[i]`, from views made 256 at a time: one view per record costs more than the copy into it"
+        j = i - self._rows_at
+        if not 0 <= j < len(self._rows):
+            self._rows_at, j = i, 0
+            self._rows = self._buf[i:i+256].unbind(0)
+        return self._rows[j]
 
-    def after_cancel_step(self): self._due = False
+    # ---- the hot path: host-side ints, one device op per record, nothing looked up through the learner ------------
+    def after_cancel_step(self): self._c.cancelled = True   # e.g. mixed precision skipped an overflowing step
 
     def after_step(self):
-        if not self._due: return
-        self._due = False
-        with torch.no_grad(): self._write_params(self._n)
-        self._n += 1
-        self._iters.append(self._it)
-        self._lrs.append(self.learn.opt.hypers[self._group]['lr'])  # already a host value: no sync
-        self._next = self._it + self.stride
+        # After `opt.step()` and before `zero_grad`: the parameters the step made, and the gradient the step used (after
+        # unscaling or clipping, and with the L2 term that fastai's `l2_reg` adds to it in place)
+        c = self._c
+        if c.cancelled: c.cancelled = False; return
+        it = c.it = self._offset + self.learn.train_iter + 1
+        if it < c.next or not self._active: return
+        if c.n == self._cap or self._layer is None:
+            if self._layer is None: raise RuntimeError("ParameterMonitor: the monitored layer was not called in the forward pass")
+            self._make_room()
+            if it < c.next: return
+        n, src = c.n, self._src
+        g = None if self._G is None else self._weight.grad
+        if src is None or (g is None and self._G is not None): self._write(n, g)
+        else:
+            j, rows = n - self._rows_at, self._rows
+            torch.cat(src if g is None else (*src, g), dim=1, out=rows[j] if j < len(rows) else self._row(n))
+        c.n, c.next = n + 1, it + self.stride
+        self._iters.append(it)
+        self._lrs.append(self._lr_hypers[self._lr_key])   # the optimizer's live hyper-parameter: a host value, no sync
 
     def _finish(self, n_iter):
         "End of a run: the one device-to-host copy"
         self._remove_hooks()
         if self._buf is not None:
-            self._cpu = self._buf[:self._n].to('cpu', torch.float32)
+            self._cpu = self._buf[:self._c.n].to('cpu', torch.float32)
             self._lrs = [_to_float(v) for v in self._lrs]
-        self._buf = self._W = self._G = self._B = None
-        self._active, self._due, self._offset = False, False, n_iter
+        self._buf = self._W = self._G = self._B = self._weight = self._src = self._lr_hypers = None
+        self._rows, self._active, self._c.cancelled, self._offset = (), False, False, n_iter
 
     def reset(self):
         "Forget the history"
@@ -223,8 +274,8 @@ class ParameterMonitor(Callback):
     # ---- the history ---------------------------------------------------------------------------------------
     @property
     def history(self) -> Tensor|None:
-        "All records as one float32 CPU tensor [n, out*in (weights) + out*in (grads) + out (bias)]"
-        if self._buf is not None: return self._buf[:self._n].to('cpu', torch.float32)  # during or after an interrupted fit
+        "All records as one float32 CPU tensor [n, out, in (weights) + 1 (bias, if any) + in (gradients, if recorded)]"
+        if self._buf is not None: return self._buf[:self._c.n].to('cpu', torch.float32)  # during or after an interrupted fit
         return self._cpu
 
     @property
@@ -234,10 +285,9 @@ class ParameterMonitor(Callback):
         h = self.history
         if h is None or self._shape is None: return None
         out, inp, bias, grads = self._shape
-        ow = out*inp
-        if which == 'w': return h[:, :ow].reshape(-1, out, inp)
-        if which == 'g': return h[:, ow:2*ow].reshape(-1, out, inp) if grads else None
-        return h[:, -out:].clone() if bias else None
+        if which == 'w': return h[:, :, :inp].contiguous()
+        if which == 'g': return h[:, :, inp + (1 if bias else 0):].contiguous() if grads else None
+        return h[:, :, inp].contiguous() if bias else None
 
     @property
     def weights(self) -> Tensor|None:
@@ -265,6 +315,8 @@ class ParameterMonitor(Callback):
         "The monitored layer"
         if self._layer is not None: return self._layer
         return None if self.learn is None else find_layer(self.learn.model, self.module)
+
+ParameterMonitor._events = _defined_events(ParameterMonitor)   # subclasses: `__init_subclass__`
 
 # %% ../nbs/03_monitor.ipynb #a5e9ec66
 def _tabular_model(model):
@@ -363,19 +415,33 @@ def _procs(dls):
     if procs is None: procs = getattr(getattr(dls, 'train_ds', None), 'procs', None)
     return list(getattr(procs, 'fs', procs or []))
 
-def input_affine(dls, model) -> tuple[np.ndarray, np.ndarray]:
-    "Per continuous column, (a, b) such that the input layer sees `a * x_raw + b`: the affine procs of `dls` then `bn_cont`"
+def _column_maps(proc, conts, linearize=True) -> dict:
+    "{column index: (a, b)} of the per-column map of one proc: exact for affine ones, `local_affine` for the others"
+    if isinstance(proc, ColumnScaler):
+        fitted = set(proc.fitted_columns())
+        curved = [n for n in conts if n in fitted and not proc.is_affine_column(n)]
+        if curved and not linearize:
+            raise ValueError(f"raw_weights: {type(proc).__name__} is not affine on column(s) {curved}, so there are no exact raw-unit "
+                             "weights for them; pass linearize=True for its local linearisation (`local_affine`)")
+        return {j: proc.local_affine(n) for j, n in enumerate(conts) if n in fitted}
+    stats = _affine_stats(proc)               # fastai's Normalize (means/stds), or another proc with centers/scales
+    if stats is None: return {}
+    centers, scales = stats
+    return {j: (1/float(scales[n]), -float(centers[n])/float(scales[n])) for j, n in enumerate(conts) if n in centers}
+
+def linearized_columns(dls) -> list:
+    "The continuous columns whose scaling is not affine (quantile, power), where `raw_weights` is a local linearisation"
+    conts = list(dls.cont_names)
+    return [n for p in _procs(dls) if isinstance(p, ColumnScaler) for n in conts
+            if n in set(p.fitted_columns()) and not p.is_affine_column(n)]
+
+def input_affine(dls, model, linearize:bool=True) -> tuple[np.ndarray, np.ndarray]:
+    "Per continuous column, (a, b) such that the input layer sees `a * x_raw + b`: the scaling procs of `dls` then `bn_cont`"
     tm = _tabular_model(model)
     conts = list(dls.cont_names)
     a, b = np.ones(len(conts)), np.zeros(len(conts))
     for proc in _procs(dls):                    # in pipeline order; they compose
-        stats = _affine_stats(proc)
-        if stats is None: continue
-        centers, scales = stats
-        for j, name in enumerate(conts):
-            if name in centers:
-                c, s = float(centers[name]), float(scales[name])
-                a[j], b[j] = a[j]/s, (b[j]-c)/s
+        for j, (pa, pb) in _column_maps(proc, conts, linearize).items(): a[j], b[j] = pa*a[j], pa*b[j] + pb
     bn = getattr(tm, 'bn_cont', None)
     if bn is not None:                          # in eval mode BatchNorm1d is affine per column too
         if bn.running_mean is None: raise ValueError("raw_weights: `bn_cont` does not track running statistics, so it is not a fixed map")
@@ -387,7 +453,9 @@ def input_affine(dls, model) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 @patch
-def raw_weights(self:ParameterMonitor, record:int=-1) -> pd.DataFrame:
+def raw_weights(self:ParameterMonitor, record:int=-1,
+                linearize:bool=True, # through a quantile or power transform, use its local linearisation; False: refuse
+               ) -> pd.DataFrame:
     "Recorded weights and bias of the input layer mapped back to the original units of the continuous columns"
     W = self.weights
     if W is None: raise ValueError("ParameterMonitor: nothing recorded yet; fit the learner first")
@@ -398,7 +466,9 @@ def raw_weights(self:ParameterMonitor, record:int=-1) -> pd.DataFrame:
     w = W[record].double().numpy()
     B = self.biases
     bias = B[record].double().numpy() if B is not None else np.zeros(w.shape[0])
-    a, b = input_affine(self.learn.dls, self.learn.model)
+    a, b = input_affine(self.learn.dls, self.learn.model, linearize)
     w_emb, w_cont = w[:, :tm.n_emb], w[:, tm.n_emb:]
     data = np.concatenate([w_emb, w_cont*a, (bias + (w_cont*b).sum(1))[:, None]], axis=1)
-    return pd.DataFrame(data, columns=self.feature_names() + ['bias'], index=pd.RangeIndex(w.shape[0], name='out'))
+    out = pd.DataFrame(data, columns=self.feature_names() + ['bias'], index=pd.RangeIndex(w.shape[0], name='out'))
+    out.attrs['linearized'] = linearized_columns(self.learn.dls)
+    return out

@@ -300,7 +300,7 @@ def test_star_import_of_all_brings_every_public_symbol():
     import importlib
     namespace = {}
     exec('from fastai_scaling.all import *', namespace)
-    for mod in ('core', 'procs', 'drift', 'monitor', 'compare'):
+    for mod in ('core', 'procs', 'drift', 'monitor', 'compare', 'loader', 'transforms', 'auto'):
         module = importlib.import_module(f'fastai_scaling.{mod}')
         assert module.__all__
         for name in module.__all__:
