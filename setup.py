@@ -16,6 +16,7 @@ lic_name = licenses[cfg['license']]
 
 requirements = cfg.get('requirements', '').split()
 dev_requirements = cfg.get('dev_requirements', '').split()
+scale_requirements = cfg.get('scale_requirements', '').split()   # the `scale` extra: Dask, pyarrow, DataSketches
 console_scripts = cfg.get('console_scripts', '').split()
 readme = here/'README.md'
 
@@ -37,7 +38,7 @@ setuptools.setup(
     packages=setuptools.find_packages(include=[cfg['lib_name'], cfg['lib_name'] + '.*']),
     include_package_data=True,
     install_requires=requirements,
-    extras_require={'dev': dev_requirements},
+    extras_require={'scale': scale_requirements, 'dev': dev_requirements + scale_requirements},
     entry_points={'console_scripts': console_scripts,
                   'nbdev': [f"{cfg['lib_path']}={cfg['lib_path']}._modidx:d"]},
     zip_safe=False,

@@ -12,10 +12,11 @@ from .compare import *
 from .loader import *
 from .transforms import *
 from .auto import *
-from . import core, procs, drift, monitor, compare, loader, transforms, auto
+from .scale import *
+from . import core, procs, drift, monitor, compare, loader, transforms, auto, scale
 
 # %% ../nbs/99_all.ipynb #17b0c0a9
 # nbdev writes `__all__ = []` for a module that defines nothing itself; a star import must bring every module's names
 __all__ = [*core.__all__, *procs.__all__, *drift.__all__, *monitor.__all__, *loader.__all__,
-           *transforms.__all__, *auto.__all__,
+           *transforms.__all__, *auto.__all__, *scale.__all__,
            *(name for name in compare.__all__ if name != 'main')]  # the CLI entry point stays in its module

@@ -127,6 +127,12 @@ class AutoNormalize(ColumnScaler):
         self.setup_columns(to, names)
 
     def setup_columns(self, to, names):
+        if self.preset:   # `from_data`: choices and statistics come from the whole source; check they cover `names`
+            unknown = [n for n in names if n not in self.choices.index]
+            if unknown: raise ValueError(f"AutoNormalize.from_data has no statistics for columns {unknown}")
+            for proc in self.scalers.values(): proc.setup_columns(to, proc.cols)
+            self.dtypes = {n: column_values(to.items[n].iloc[:0], n).dtype for n in names}
+            return
         self.choices = suggest_scalers(to.items, names, **self.suggest_kwargs)
         self.scalers = {}
         for scaler, rows in self.choices.groupby('scaler', sort=False):

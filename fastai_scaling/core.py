@@ -74,6 +74,8 @@ def handle_zero_spread(spread:float, dtype=np.float64, magnitude:float=0., n:int
     return 1.0 if is_zero_spread(spread, dtype, magnitude, n) else float(spread)
 
 # %% ../nbs/00_core.ipynb #4c529d39
+_CHUNK_ROWS = 262_144   # rows per chunk `from_data` reads from a DataFrame or parquet files: per-chunk temporaries stay small
+
 class ColumnScaler(TabularProc):
     "Base of every scaling proc: fit a map per continuous column on the training split, encode to float32, decode back"
     order = 2             # after FillMissing (0) and Categorify (1); fastai's `Normalize` (99) checks claims against ours, see below
@@ -132,6 +134,18 @@ class ColumnScaler(TabularProc):
             setattr(proc, attr, dict(zip(names, column_values_)))
         proc.preset = True
         return proc
+
+    @classmethod
+    def from_data(cls, source,
+                  cont_names:list=None,          # the columns to fit; None: the proc's `cols`, else every numeric column of the source
+                  exact:bool=True,               # quantiles exactly as in memory (a second pass), or from a KLL sketch (one pass)
+                  k:int=None,                    # KLL's k: 200 when exact=False; an exact fit's guide uses k >= 1024
+                  batch_size:int=_CHUNK_ROWS,     # rows per chunk read from a DataFrame or parquet files
+                  fit_sample:int=100_000,        # values per column PowerNormalize fits lambda on (AutoNormalize: its quartile statistics)
+                  **kwargs):                     # the proc's own options, e.g. quantile_range=(10, 90), cols=[...]
+        "A preset proc whose statistics come from every row of `source` (a DataFrame, chunks, parquet, Dask): see `fastai_scaling.scale`"
+        from .scale import _fit_from_data   # the `scale` module and its optional dependencies load only when used
+        return _fit_from_data(cls, source, cont_names, exact, k, batch_size, fit_sample, kwargs)
 
     def columns(self, to) -> list:
         "The continuous columns of `to` this proc scales: `cols`, or all of them; refuses names listed twice or not continuous"

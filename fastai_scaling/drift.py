@@ -2,7 +2,7 @@
 
 # %% ../nbs/02_drift.ipynb #6494f819
 from __future__ import annotations
-import warnings
+import functools, warnings
 from typing import NamedTuple
 from fastai.tabular.core import Tabular
 from fastcore.basics import store_attr
@@ -94,6 +94,73 @@ def _bin_counts(x:np.ndarray, edges:np.ndarray) -> np.ndarray:
     le = [np.count_nonzero(x <= e) for e in edges.tolist()]    # NaN compares False, so it lands in no bin
     return np.diff(np.array([0, *le, np.count_nonzero(~np.isnan(x))]))
 
+def _as_matrix(df, names, owner) -> np.ndarray:
+    "The columns `names` of `df` as one validated (rows, columns) float array; errors name the column"
+    _check_columns(df, names, owner)
+    cols = [check_finite(column_values(df[n], n), n, f"{owner}: ") for n in names]
+    X = np.empty((len(df), len(cols)), dtype=np.result_type(np.float32, *cols), order='F')
+    for j, c in enumerate(cols): X[:, j] = c
+    return X
+
+class _BatchSpec(NamedTuple):
+    "What summarising a batch needs from the proc (small, so Dask ships it cheaply)"
+    names: list
+    edges: list         # PSI bin edges per column
+    sample_size: int    # rows sampled for KS
+    seed: int
+    window: int|None    # last values kept per column ('window' strategy)
+
+class _Batch:
+    "What scoring and updating read from a batch: rows, `Moments`, PSI bin counts, the rows sampled for KS and, for 'window', the last values -- mergeable over chunks"
+    def __init__(self, n_rows, bm, counts, sample, keys=None, rows=None, tails=None):
+        self.n_rows, self.bm, self.counts, self.sample, self.keys, self.rows, self.tails = n_rows, bm, counts, sample, keys, rows, tails
+
+    @classmethod
+    def of_matrix(cls, X, spec):
+        "A whole batch in memory: KS reads `sample_size` rows drawn by a seeded `rng.choice` (all rows when there are no more)"
+        n = len(X)
+        sub = X if n <= spec.sample_size else X[np.sort(np.random.default_rng(spec.seed).choice(n, spec.sample_size, replace=False))]
+        return cls(n, moments(X), [_bin_counts(X[:, j], e) for j, e in enumerate(spec.edges)], sub, rows=X)
+
+    @classmethod
+    def of_chunk(cls, X, index, spec):
+        "One chunk: KS will read the rows with the `sample_size` smallest seeded random keys over all chunks (bottom-k, a uniform sample)"
+        keys = np.random.default_rng([spec.seed, index]).random(len(X))
+        keep = np.sort(np.argpartition(keys, spec.sample_size - 1)[:spec.sample_size]) if len(X) > spec.sample_size else slice(None)
+        tails = None
+        if spec.window: tails = [c[~np.isnan(c)][-spec.window:] for c in X.T]
+        b = cls(len(X), moments(X), [_bin_counts(X[:, j], e) for j, e in enumerate(spec.edges)], X[keep], keys[keep], tails=tails)
+        b.size, b.window = spec.sample_size, spec.window
+        return b
+
+    def merge(self, o:_Batch) -> _Batch:
+        "The summary of this batch followed by `o` (chunks only)"
+        self.n_rows += o.n_rows
+        self.bm = merge_moments(self.bm, o.bm)
+        self.counts = [a + b for a, b in zip(self.counts, o.counts)]
+        keys, sample = np.concatenate([self.keys, o.keys]), np.concatenate([self.sample, o.sample])
+        if len(keys) > self.size:
+            keep = np.argpartition(keys, self.size - 1)[:self.size]
+            keys, sample = keys[keep], sample[keep]
+        self.keys, self.sample = keys, sample
+        if self.tails is not None: self.tails = [np.concatenate([a, b])[-self.window:] for a, b in zip(self.tails, o.tails)]
+        return self
+
+    def window_rows(self) -> np.ndarray:
+        "Rows whose non-missing values per column, in order, end with the batch's last values: what the 'window' strategy writes"
+        if self.tails is None: return self.rows
+        w = max([len(t) for t in self.tails] + [1])
+        out = np.full((w, len(self.tails)), np.nan, dtype=np.result_type(np.float32, *self.tails))
+        for j, t in enumerate(self.tails):
+            if len(t): out[-len(t):, j] = t
+        return out
+
+def _chunk_batch(chunk, label, index, spec, owner):
+    where = f"{owner}: {label}"
+    try: X = _as_matrix(chunk, spec.names, where)
+    except TypeError as e: raise TypeError(f"{where}: {e}") from None
+    return _Batch.of_chunk(X, index, spec)
+
 # %% ../nbs/02_drift.ipynb #745b2136
 class DriftNormalize(AffineNormalize):
     "Mean/std scaling fitted on the training split that scores drift on new data and adapts only when asked"
@@ -123,51 +190,63 @@ class DriftNormalize(AffineNormalize):
         self.names, self.history, self.n_updates = None, None, 0
 
     def fit_column(self, x):
-        m = moments(x)
+        # float64 deviations, so a float32 column's statistics agree with a chunked fit's (`from_data`) to 1e-9; `from_data`
+        # passes a `ColumnSummary`, which holds the merged moments
+        m = x.moments() if hasattr(x, 'moments') else moments(x.astype(np.float64, copy=False))
         return m.mean[0], m.std[0]
+
+    source_reference = None   # set by `from_data`: the drift reference of every row of the source
 
     def setups(self, to:Tabular):
         super().setups(to)    # the base validates the columns and fits `centers` and `scales` (or checks preset ones)
         self.names = names = self.columns(to)
         X = self._matrix(to.items, 'training ')
         self.ref_dtype = X.dtype
-        ref = moments(X)      # the mergeable reference state (count, mean, M2) that `update` starts from
-        if self.preset:       # from_stats: the given statistics are the reference, weighted as the training rows
-            ref = Moments.from_mean_var(ref.count, [self.centers[n] for n in names], [self.scales[n]**2 for n in names])
         self.ref_centers, self.ref_scales = dict(self.centers), dict(self.scales)
-        self.ref_sample, self.bin_edges, self.ref_fracs = {}, {}, {}
-        rng = np.random.default_rng(self.seed)
-        for j, name in enumerate(names):
-            x = X[:, j]
-            x = x[~np.isnan(x)]
-            edges = np.unique(np.quantile(x, np.linspace(0, 1, self.n_bins + 1)[1:-1], method='inverted_cdf'))
-            self.bin_edges[name], self.ref_fracs[name] = edges, _bin_counts(x, edges) / len(x)
-            s = x if len(x) <= self.sample_size else x[rng.choice(len(x), self.sample_size, replace=False)]
-            self.ref_sample[name] = np.sort(s.astype(np.float32))
+        given = self.source_reference
+        if given is not None:   # `from_data`: the reference summarises every row of the source, not the rows of `to`
+            missing = [n for n in names if n not in given['bin_edges']]
+            if missing: raise ValueError(f"DriftNormalize.from_data has no drift reference for column(s) {missing}")
+            ref = Moments.from_mean_var(*([given[k][n] for n in names] for k in ('count', 'mean', 'var')))
+            self.bin_edges, self.ref_fracs, self.ref_sample = ({n: given[k][n] for n in names} for k in ('bin_edges', 'ref_fracs', 'ref_sample'))
+        else:
+            ref = moments(X)      # the mergeable reference state (count, mean, M2) that `update` starts from
+            if self.preset:       # from_stats: the given statistics are the reference, weighted as the training rows
+                ref = Moments.from_mean_var(ref.count, [self.centers[n] for n in names], [self.scales[n]**2 for n in names])
+            self.ref_sample, self.bin_edges, self.ref_fracs = {}, {}, {}
+            rng = np.random.default_rng(self.seed)
+            for j, name in enumerate(names):
+                x = X[:, j]
+                x = x[~np.isnan(x)]
+                edges = np.unique(np.quantile(x, np.linspace(0, 1, self.n_bins + 1)[1:-1], method='inverted_cdf'))
+                self.bin_edges[name], self.ref_fracs[name] = edges, _bin_counts(x, edges) / len(x)
+                s = x if len(x) <= self.sample_size else x[rng.choice(len(x), self.sample_size, replace=False)]
+                self.ref_sample[name] = np.sort(s.astype(np.float32))
         self.ref_state = dict(count=ref.count, mean=ref.mean, var=ref.var)
-        if self.strategy == 'window': self.ref_state.update(self._init_window(X))
+        if self.strategy == 'window':
+            self.ref_state.update(self._init_window([X[:, j] for j in range(len(names))] if given is None else [given['tail'][n] for n in names]))
         self.state = _copy_state(self.ref_state)
         self.n_updates = 0
         self.history = self._history_rows(0, self.centers, self.scales, np.full(len(names), np.nan), np.zeros(len(names), bool))
 
     # -- the public API
-    def drift_scores(self, df:pd.DataFrame) -> pd.DataFrame:
-        "Per-column drift of `df` against the training split: `psi`, `ks`, `mean_shift`, `n`, `nan_frac`, batch `mean` and `std`; changes nothing"
+    def drift_scores(self, df) -> pd.DataFrame:
+        "Per-column drift of `df` (a DataFrame, or chunks of one: see below) against the training split: `psi`, `ks`, `mean_shift`, `n`, `nan_frac`, batch `mean` and `std`; changes nothing"
         return self._scores(self._batch(df, 'drift_scores'))[0]
 
-    def update(self, df:pd.DataFrame) -> pd.DataFrame:
-        "Score `df`, then fold it into the statistics of the columns that drifted past `threshold` by `strategy`; returns the scores with an `updated` column"
-        X = self._batch(df, 'update')
-        report, bm = self._scores(X)
+    def update(self, df) -> pd.DataFrame:
+        "Score `df` (a DataFrame, or chunks of one), then fold it into the statistics of the columns that drifted past `threshold` by `strategy`; returns the scores with an `updated` column"
+        b = self._batch(df, 'update')
+        report, bm = self._scores(b)
         ok = np.zeros(len(self.names), bool)
-        if not len(X):                               # an empty batch is a documented no-op: no state, no history
+        if not b.n_rows:                             # an empty batch is a documented no-op: no state, no history
             report['updated'] = ok
             return report
         if self.strategy != 'frozen':
             ok = report['n'].to_numpy() >= self.min_rows
             if self.threshold is not None: ok &= np.nan_to_num(report[self.metric].to_numpy(), nan=-np.inf) > self.threshold
         # every new statistic is computed into locals first ...
-        state, changed = self._advance(X, bm, ok)
+        state, changed = self._advance(b.window_rows(), bm, ok)
         new_c, new_s = self._affine(state['mean'], np.sqrt(state['var']), self.names, state['count'])
         centers = {n: (new_c[n] if u else self.centers[n]) for n, u in zip(self.names, ok)}
         scales = {n: (new_s[n] if u else self.scales[n]) for n, u in zip(self.names, ok)}
@@ -214,35 +293,32 @@ class DriftNormalize(AffineNormalize):
 
     def _matrix(self, df, where) -> np.ndarray:
         "The continuous columns of `df` as one validated (rows, columns) float array"
-        owner = f"DriftNormalize.{where.strip()}" if where.strip() else 'DriftNormalize'
-        _check_columns(df, self.names, owner)
-        cols = [check_finite(column_values(df[n], n), n, f"{owner}: ") for n in self.names]
-        X = np.empty((len(df), len(cols)), dtype=np.result_type(np.float32, *cols), order='F')
-        for j, c in enumerate(cols): X[:, j] = c
-        return X
+        return _as_matrix(df, self.names, f"DriftNormalize.{where.strip()}" if where.strip() else 'DriftNormalize')
 
-    def _batch(self, df, where) -> np.ndarray:
+    def _batch(self, df, where) -> _Batch:
+        "The summary of a batch that scores and updates read: one matrix for a DataFrame, merged chunk summaries otherwise"
         self._check_setup(where)
-        if not isinstance(df, pd.DataFrame): raise TypeError(f"DriftNormalize.{where}: expected a DataFrame, got {type(df).__name__}")
-        if not len(df): return np.empty((0, len(self.names)), np.float32)
-        X = self._matrix(df, where)
-        return X
+        spec = _BatchSpec(self.names, [self.bin_edges[n] for n in self.names], self.sample_size, self.seed,
+                          self.window if self.strategy == 'window' else None)
+        if isinstance(df, pd.DataFrame):
+            return _Batch.of_matrix(self._matrix(df, where) if len(df) else np.empty((0, len(self.names)), np.float32), spec)
+        if isinstance(df, np.ndarray): raise TypeError(f"DriftNormalize.{where}: expected a DataFrame or chunks of one, got {type(df).__name__}")
+        from fastai_scaling.scale import ChunkSource   # chunks, parquet or a Dask DataFrame: one pass of mergeable summaries
+        owner = f"DriftNormalize.{where}"
+        b = ChunkSource(df, self.names, owner=owner).map_reduce(functools.partial(_chunk_batch, spec=spec, owner=owner), _Batch.merge)
+        return b if b is not None else _Batch.of_matrix(np.empty((0, len(self.names)), np.float32), spec)
 
-    def _scores(self, X):
-        names, n_rows = self.names, len(X)
-        bm = moments(X)
+    def _scores(self, b):
+        names, n_rows, bm = self.names, b.n_rows, b.bm
         empty = [n for n, c in zip(names, bm.count) if c == 0]
         if n_rows and empty:
             warnings.warn(f"DriftNormalize: column(s) {empty} have no non-missing values in this batch: "
                           "their scores are NaN and they are not updated")
-        sub = X
-        if n_rows > self.sample_size:
-            sub = X[np.sort(np.random.default_rng(self.seed).choice(n_rows, self.sample_size, replace=False))]
         psi, ks = np.full(len(names), np.nan), np.full(len(names), np.nan)
         for j, name in enumerate(names):
             if bm.count[j] == 0: continue
-            psi[j] = psi_score(self.ref_fracs[name], _bin_counts(X[:, j], self.bin_edges[name]))
-            ks[j] = ks_statistic(self.ref_sample[name], sub[:, j])
+            psi[j] = psi_score(self.ref_fracs[name], b.counts[j])
+            ks[j] = ks_statistic(self.ref_sample[name], b.sample[:, j])
         centers = np.array([self.centers[n] for n in names]); scales = np.array([self.scales[n] for n in names])
         with np.errstate(invalid='ignore', divide='ignore'):
             nan_frac = 1 - bm.count / n_rows if n_rows else np.full(len(names), np.nan)
@@ -280,11 +356,12 @@ class DriftNormalize(AffineNormalize):
                      var=np.where(ok, var, old['var']))
         return state, changed
 
-    def _init_window(self, X):
-        k = X.shape[1]
+    def _init_window(self, cols):
+        "The window state holding the last values of each of the columns `cols` (1-d arrays, NaN skipped)"
+        k = len(cols)
         buf = np.zeros((self.window, k), np.float32)
         fill, pos = np.zeros(k, np.int64), np.zeros(k, np.int64)
-        for j in range(k): buf[:, j], fill[j], pos[j] = _ring_write(buf[:, j], 0, 0, X[:, j])
+        for j in range(k): buf[:, j], fill[j], pos[j] = _ring_write(buf[:, j], 0, 0, cols[j])
         return dict(buf=buf, fill=fill, pos=pos)
 
     def _affine(self, mean, std, names, count):

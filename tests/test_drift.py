@@ -389,3 +389,93 @@ def test_export_load_learner_roundtrip(tmp_path):
     pd.testing.assert_frame_equal(back.drift_scores(new), drift.drift_scores(new))
     pd.testing.assert_frame_equal(back.update(new), drift.update(new))
     assert back.centers == drift.centers
+
+
+# ---------------------------------------------------------------- chunked batches: chunks, parquet, Dask, in one pass (issue 13)
+
+def chunked(df, cuts, kind, tmp=None):
+    bounds = [0, *sorted(set(c for c in cuts if 0 < c < len(df))), len(df)]
+    parts = [df.iloc[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    if kind == 'list': return parts
+    if kind == 'generator': return (p for p in parts)
+    if kind == 'parquet':
+        for i, p in enumerate(parts): p.to_parquet(f'{tmp}/part-{i:03d}.parquet', index=False)
+        return str(tmp)
+    import dask, dask.dataframe as dd
+    return dd.from_delayed([dask.delayed(p) for p in parts], meta=df.iloc[:0], verify_meta=False)
+
+
+def holey(n, seed, shift=.5):
+    df = make_df(n, shift=shift, seed=seed)
+    r = np.random.default_rng(seed)
+    for c in NAMES: df.loc[r.random(n) < .1, c] = np.nan
+    return df
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n=st.integers(0, 400), cuts=st.lists(st.integers(0, 400), max_size=5), seed=st.integers(0, 10_000),
+       kind=st.sampled_from(['list', 'generator', 'parquet', 'dask']))
+def test_chunked_scores_equal_the_in_memory_call(tmp_path_factory, n, cuts, seed, kind):
+    pytest.importorskip('dask.dataframe')
+    p, _ = make_proc(strategy='cumulative')
+    new = holey(n, seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')      # an all-NaN column in a tiny batch warns, both ways
+        a = p.drift_scores(chunked(new, cuts, kind, tmp_path_factory.mktemp('pq')))
+        b = p.drift_scores(new)
+    pd.testing.assert_frame_equal(a[['psi', 'ks', 'n', 'nan_frac']], b[['psi', 'ks', 'n', 'nan_frac']])   # PSI exactly; KS too (<= sample_size rows)
+    np.testing.assert_allclose(a[['mean_shift', 'mean', 'std']], b[['mean_shift', 'mean', 'std']], rtol=1e-9)
+
+
+def test_chunked_ks_within_the_sampling_bound():
+    "More rows than sample_size: KS from a uniform sample of rows (bottom-k over chunks), within the DKW bound of the full batch's KS"
+    p, _ = make_proc(n=3000, sample_size=500)
+    new = make_df(20_000, shift=.3, seed=31)
+    a = p.drift_scores([new.iloc[i:i + 3000] for i in range(0, 20_000, 3000)])
+    full = [ks_statistic(p.ref_sample[c], new[c].to_numpy()) for c in NAMES]
+    bound = np.sqrt(np.log(2 / 1e-3) / (2 * 500))      # DKW: P(sup |F_sample - F_batch| > bound) <= 1e-3
+    assert (np.abs(a['ks'].to_numpy() - full) <= bound).all()
+    assert (np.abs(p.drift_scores(new)['ks'].to_numpy() - full) <= bound).all()   # the in-memory call samples the same way
+    pd.testing.assert_frame_equal(a, p.drift_scores([new.iloc[i:i + 3000] for i in range(0, 20_000, 3000)]))  # seeded
+
+
+@pytest.mark.parametrize('kwargs', [dict(strategy='cumulative'), dict(strategy='ema', alpha=.2), dict(strategy='window', window=700),
+                                    dict(strategy='window', window=5000), dict(strategy='frozen'),
+                                    dict(strategy='cumulative', threshold=0.05, metric='psi')])
+def test_chunked_update_equals_the_in_memory_update(kwargs):
+    p1, _ = make_proc(min_rows=1, **kwargs)
+    p2, _ = make_proc(min_rows=1, **kwargs)
+    for i, batch in enumerate([holey(1500, 32), holey(800, 33, shift=2.), holey(3000, 34, shift=-1.)]):
+        r1 = p1.update([batch.iloc[:300], batch.iloc[300:301], batch.iloc[301:]])
+        r2 = p2.update(batch)
+        pd.testing.assert_frame_equal(r1[['psi', 'ks', 'n', 'updated']], r2[['psi', 'ks', 'n', 'updated']])
+        for d1, d2 in ((p1.centers, p2.centers), (p1.scales, p2.scales)):
+            np.testing.assert_allclose([d1[c] for c in NAMES], [d2[c] for c in NAMES], rtol=1e-9)
+        for k in p1.state:
+            if k in ('buf', 'fill', 'pos'): np.testing.assert_array_equal(p1.state[k], p2.state[k])   # the window: the same values
+            else: np.testing.assert_allclose(p1.state[k], p2.state[k], rtol=1e-9)
+    assert p1.n_updates == p2.n_updates == 3
+
+
+def test_chunked_update_is_atomic_and_names_the_chunk():
+    p, _ = make_proc(strategy='window', window=100, min_rows=1)
+    p.update(make_df(100, shift=1, seed=35))
+    snap = snapshot(p)
+    good, bad = make_df(300, shift=3, seed=36), make_df(300, shift=3, seed=37)
+    bad.loc[bad.index[7], 'b'] = np.inf
+    with pytest.raises(ValueError, match=r"DriftNormalize.update: chunk 2: column 'b' contains 1 infinite"):
+        p.update((c for c in [good, good, bad, good]))      # two good chunks read before the bad one
+    with pytest.raises(TypeError, match=r"chunk 1: Continuous column 'c' holds"):
+        p.update([good, good.assign(c='x')])
+    with pytest.raises(KeyError, match=r"chunk 1: continuous column\(s\) \['a'\] are missing"):
+        p.drift_scores([good, good.drop(columns='a')])
+    assert_same_state(p, snap); assert p.n_updates == 1
+
+
+def test_empty_chunks_are_a_noop():
+    p, _ = make_proc(strategy='cumulative', min_rows=1)
+    snap = snapshot(p)
+    for empty in ([], [make_df(5).iloc[:0]], (c for c in [])):
+        r = p.update(empty)
+        assert not r['updated'].any() and (r['n'] == 0).all() and r['psi'].isna().all()
+    assert_same_state(p, snap); assert p.n_updates == 0
