@@ -16,12 +16,13 @@ tensors) as the floor. Every ratio compares numbers measured in this run, on thi
     python benchmarks/dataloader.py --rows 50000 --rounds 5 --json out.json
 """
 from __future__ import annotations
-import argparse, json, statistics, time, warnings
+import argparse, json, statistics, time
 import numpy as np, torch
 from fastai.tabular.all import (TabularPandas, Normalize, RandomSplitter, TabDataLoader, tabular_learner, tabular_config,
                                 set_seed)
 from fastai_scaling.compare import seed_data
 from fastai_scaling.loader import TensorTabDataLoader
+from _torch_args import parse_torch_args
 
 SETUPS = {'seed': dict(bs=64, layers=[], goal=1.6), 'mlp': dict(bs=1024, layers=[200, 100], goal=1.4)}
 LOADERS = {'fastai': TabDataLoader, 'tensor': TensorTabDataLoader}
@@ -79,11 +80,7 @@ def main(argv=None):
     p.add_argument('--rows', type=int, default=200_000)
     p.add_argument('--rounds', type=int, default=5, help='timed epochs per loader and setup (after one warm-up epoch each)')
     p.add_argument('--setups', default='seed,mlp', help='comma-separated: seed, mlp')
-    p.add_argument('--threads', type=int, help='torch threads (default: torch\'s own choice)')
-    p.add_argument('--json', help='write the results to this file')
-    a = p.parse_args(argv)
-    warnings.filterwarnings('ignore')
-    if a.threads: torch.set_num_threads(a.threads)
+    a = parse_torch_args(p, argv)
     data = seed_data(a.rows, seed=42)
     to = TabularPandas(data.df, procs=[Normalize], cont_names=data.cont_names, y_names='y',
                        splits=RandomSplitter(seed=42)(data.df))

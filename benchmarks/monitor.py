@@ -21,13 +21,14 @@ The goals: monitor/base <= 1.05 per epoch, and <= 30 us per training batch.
     python benchmarks/monitor.py --device cuda --rows 200000
 """
 from __future__ import annotations
-import argparse, json, statistics, time, warnings
+import argparse, json, statistics, time
 from collections import defaultdict
 import numpy as np, pandas as pd, torch
 from fastai.tabular.all import (TabularPandas, Normalize, RandomSplitter, tabular_learner, tabular_config, Callback,
                                 TabDataLoader, set_seed)
 from fastai_scaling.monitor import ParameterMonitor
 from fastai_scaling.loader import TensorTabDataLoader
+from _torch_args import parse_torch_args
 
 
 def seed_data(rows:int, n_feat:int=10, seed:int=0):
@@ -140,11 +141,7 @@ def main(argv=None):
                    help="TensorTabDataLoader (default; faster batches make the monitor's share larger) or fastai's TabDataLoader")
     p.add_argument('--only', default='reused,fresh,events', help='comma-separated measurements to run: reused, fresh, events')
     p.add_argument('--no-naive', action='store_true', help="skip the seed's naive hook")
-    p.add_argument('--threads', type=int, help="torch threads (default: torch's own choice)")
-    p.add_argument('--json', help='write the results to this file')
-    a = p.parse_args(argv)
-    warnings.filterwarnings('ignore')
-    if a.threads: torch.set_num_threads(a.threads)
+    a = parse_torch_args(p, argv)
     device = torch.device(a.device)
     if device.type == 'cuda' and not torch.cuda.is_available(): p.error('--device cuda: CUDA is not available')
     only = set(a.only.split(','))
