@@ -92,7 +92,7 @@ def main(argv=None):
         'PowerNormalize': lambda: proc_run(df, PowerNormalize, conts, split),
         'sklearn PowerTransformer': lambda: sklearn_run(df, PowerTransformer, conts, split),
     }
-    slow = {'QuantileNormalize', 'sklearn QuantileTransformer', 'PowerNormalize', 'sklearn PowerTransformer'}
+    slow = {'sklearn QuantileTransformer', 'PowerNormalize', 'sklearn PowerTransformer'}   # QuantileNormalize: best of --repeats, as Normalize
     if args.only:
         keep = [k.strip() for k in args.only.split(',')]
         candidates = {n: f for n, f in candidates.items() if n == 'fastai Normalize' or any(k in n for k in keep)}

@@ -1,13 +1,16 @@
-"""QuantileNormalize and PowerNormalize: scikit-learn cross-checks, properties, bad input, presets, local slopes.
+"""QuantileNormalize and PowerNormalize: scikit-learn cross-checks, fast paths against their definitions, properties, bad input,
+presets, local slopes.
 (The fastai tutorial flow, export, test_dl and every input class run for them in test_inputs.py.)"""
 import warnings
 import numpy as np, pandas as pd, pytest
+from scipy import special
 from hypothesis import given, settings, HealthCheck, assume, strategies as st
 from hypothesis.extra import numpy as hnp
 from sklearn.datasets import load_breast_cancer, load_diabetes
 from sklearn.preprocessing import QuantileTransformer, PowerTransformer
 from fastai.tabular.all import TabularPandas, RandomSplitter
 from fastai_scaling.transforms import QuantileNormalize, PowerNormalize, MonotoneTransform
+from fastai_scaling.transforms import _QuantileCDF, _MIN_VALUES, _BLOCK
 
 warnings.filterwarnings('ignore', message='The given NumPy array is not writable')
 NORMAL_END = 5.199337582605575
@@ -83,6 +86,122 @@ def test_box_cox_matches_sklearn(table):
     sk = PowerTransformer(method='box-cox').fit(df.iloc[splits[0]][conts])
     np.testing.assert_allclose([the_proc(to).lambdas[c] for c in conts], sk.lambdas_, rtol=1e-4)
     np.testing.assert_allclose(to.valid.conts[conts].values, sk.transform(df.iloc[splits[1]][conts]), atol=1e-4)
+
+
+# ---- fast encoding: the same values as the definitions ----------------------------------------------------------
+# QuantileNormalize maps large columns through a lookup table (`_QuantileCDF`) instead of np.interp's binary search,
+# and both transforms encode in blocks; these pin the results to the straightforward formulas they replace.
+
+def interp_reference(x, q):
+    "QuantileNormalize's [0, 1] map as np.interp computes it (scikit-learn's: ties averaged with the downward interpolation)"
+    refs = np.linspace(0, 1, len(q))
+    y = np.interp(x, q, refs)
+    with np.errstate(invalid='ignore'):   # +-1e300 quantiles: inf - inf, NaN, as in QuantileNormalize
+        if (q[1:] == q[:-1]).any(): y = .5 * (y - np.interp(-x, -q[::-1], -refs[::-1]))
+    return y
+
+def encode_reference(x, q, normal=True):
+    "QuantileNormalize's encoding of a fitted column with more than one quantile, as written before the table"
+    y = interp_reference(x, q)
+    with np.errstate(invalid='ignore'):
+        if normal: low, high = x - 1e-7 < q[0], x + 1e-7 > q[-1]
+        else: low, high = x == q[0], x == q[-1]
+    y[high], y[low] = 1., 0.
+    if normal: y = np.clip(special.ndtri(y), -NORMAL_END, NORMAL_END)
+    return y.astype(np.float32)
+
+COLUMNS = {   # training columns of awkward shapes, from a seed
+    'normal': lambda rng, n: rng.normal(size=n),
+    'tied': lambda rng, n: rng.integers(-3, 4, n).astype(float),
+    'skewed': lambda rng, n: rng.lognormal(0, 3, n),
+    'negative': lambda rng, n: -rng.gamma(1, 1e-3, n) - 1e6,
+    'near-constant': lambda rng, n: 1e6 + rng.normal(size=n) * 1e-6,
+    'zeros': lambda rng, n: np.r_[np.zeros(n // 2), -np.zeros(n // 4), rng.normal(size=n - n // 2 - n // 4) * 1e-300],
+    'extremes': lambda rng, n: np.r_[rng.normal(size=n - n // 5), rng.choice([-1e300, 1e300, 5e-324, -5e-324, 1e-310, 1e30], n // 5)],
+}
+
+def quantiles_and_values(kind, seed, dtype, n_quantiles, n=5000):
+    "Fitted quantiles of a training column, and values to encode: the training values, others in and beyond its range, NaN, +-0"
+    rng = np.random.default_rng(seed)
+    with np.errstate(over='ignore'): train = COLUMNS[kind](rng, n).astype(dtype)
+    train = train[np.isfinite(train)]
+    q = QuantileNormalize(n_quantiles=n_quantiles).fit_state(train)[0]
+    with np.errstate(over='ignore', invalid='ignore'):
+        x = np.r_[train, rng.choice(train, 500) * 2, -train[:200], q, np.nextafter(q, np.inf), np.nextafter(q, -np.inf),
+                  np.nan, 0., -0., q[0] - 1, q[-1] + 1, 1e30, -1e30, 1e300, -1e300].astype(dtype)
+    x = x[~np.isinf(x)]
+    x[rng.random(len(x)) < 0.02] = np.nan
+    return q, rng.permutation(x)
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(kind=st.sampled_from(list(COLUMNS)), seed=st.integers(0, 2**32 - 1), dtype=st.sampled_from([np.float32, np.float64]),
+       n_quantiles=st.integers(2, 3000), n_values=st.sampled_from([_MIN_VALUES, 1 << 16, 1 << 22]))
+def test_quantile_table_maps_as_np_interp(kind, seed, dtype, n_quantiles, n_values):
+    q, x = quantiles_and_values(kind, seed, dtype, n_quantiles)
+    assume(len(q) > 1)                                  # one quantile: the constant column's own rule, no interpolation
+    y, expected = _QuantileCDF(q, n_values)(x), interp_reference(x, q)
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(expected))      # NaN where x is (and where np.interp's own ends overflow)
+    np.testing.assert_allclose(y, expected, rtol=0, atol=1e-12)
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(train=hnp.arrays(np.float64, st.integers(2, 300), elements=st.floats(-1e300, 1e300, allow_subnormal=True)),
+       x=hnp.arrays(np.float64, st.integers(0, 300), elements=st.floats(-1e300, 1e300) | st.just(np.nan) | st.just(-0.)),
+       n_quantiles=st.integers(2, 400), float32=st.booleans())
+def test_quantile_table_maps_arbitrary_values_as_np_interp(train, x, n_quantiles, float32):
+    if float32:
+        with np.errstate(over='ignore'): train, x = train.astype(np.float32), x.astype(np.float32)   # beyond float32: +-inf, dropped
+    train, x = train[np.isfinite(train)], x[~np.isinf(x)]
+    assume(len(train) >= 2)
+    q = QuantileNormalize(n_quantiles=n_quantiles).fit_state(train)[0]
+    assume(len(q) > 1 and np.isfinite(q).all())
+    x = np.r_[x, train, q].astype(train.dtype)
+    np.testing.assert_allclose(_QuantileCDF(q, _MIN_VALUES)(x), interp_reference(x, q), rtol=0, atol=1e-12)
+
+def test_quantile_table_takes_every_path():
+    "A value's count comes from its cell, then steps over the quantiles inside it, or a binary search in a crowded cell"
+    q, x = quantiles_and_values('skewed', 0, np.float64, 1000)
+    coarse, fine = _QuantileCDF(q, _MIN_VALUES), _QuantileCDF(q, 1 << 22)
+    assert coarse.search is not None and fine.search is None and fine.n_steps > 0
+    for cdf in (coarse, fine): np.testing.assert_array_equal(cdf.counts(x[~np.isnan(x)]), np.searchsorted(q, x[~np.isnan(x)], 'right'))
+    small = _QuantileCDF(q, _MIN_VALUES - 1)                                     # few values: np.interp itself
+    assert not small.fast
+    np.testing.assert_array_equal(small(x), interp_reference(x, q))
+    # quantiles a few subnormals apart: infinite slopes, where np.interp's special cases decide
+    q = np.array([0., 5e-324, 1e-323, 1.])
+    x = np.r_[q, 2.5e-324, 0.5, -1., 2., np.nan]
+    np.testing.assert_array_equal(_QuantileCDF(q, _MIN_VALUES)(x), interp_reference(x, q))
+
+@pytest.mark.parametrize('kind', list(COLUMNS))
+@pytest.mark.parametrize('dtype', [np.float32, np.float64])
+@pytest.mark.parametrize('output', ['normal', 'uniform'])
+def test_quantile_encodes_as_before_the_table(kind, dtype, output):
+    q, x = quantiles_and_values(kind, 1, dtype, 1000, n=70_000)
+    if len(q) == 1: return                                                       # constant: unchanged rule, tested below
+    proc = QuantileNormalize.from_stats({'c': q}, output_distribution=output)
+    assert len(x) > _BLOCK                                                       # several blocks
+    np.testing.assert_array_equal(proc.encode_column('c', x), encode_reference(x, q, output == 'normal'))
+
+def test_quantile_encodes_a_large_frame_as_before_the_table():
+    rng = np.random.default_rng(3)
+    n = 150_000
+    df = pd.DataFrame({'a': rng.lognormal(0, 1, n).astype(np.float32), 'b': rng.integers(0, 5, n).astype(float), 'y': 0.})
+    df.loc[::97, 'a'] = np.nan
+    to = fit(df, QuantileNormalize(), ['a', 'b'], [list(range(120_000)), list(range(120_000, n))])
+    q = the_proc(to).quantiles
+    for c in ['a', 'b']:
+        np.testing.assert_array_equal(to.items[c].to_numpy(), encode_reference(df[c].to_numpy(), q[c]))
+
+@pytest.mark.parametrize('kw', [{}, dict(standardize=False), dict(method='box-cox')])
+def test_power_encodes_blockwise_as_the_whole_column(kw):
+    rng = np.random.default_rng(4)
+    x = rng.lognormal(0, 1, 3 * _BLOCK + 5).astype(np.float32)
+    if 'method' not in kw: x[::3] *= -1
+    x[::101] = np.nan
+    lmbda, mean, std = PowerNormalize(**kw).fit_state(x[~np.isnan(x)])
+    p = PowerNormalize.from_stats({'c': lmbda}, {'c': mean}, {'c': std}, **kw)
+    y = p._forward(x.astype(np.float64), lmbda)
+    expected = ((y - mean) / std if p.standardize else y).astype(np.float32)
+    np.testing.assert_array_equal(p.encode_column('c', x), expected)
 
 
 # ---- parameters -----------------------------------------------------------------------------------------------
