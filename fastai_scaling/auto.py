@@ -57,10 +57,13 @@ def suggest_scalers(df:pd.DataFrame, cont_names:list=None,
     names = [c for c in df.columns if _is_numeric(df[c])] if cont_names is None else list(cont_names)
     missing = [n for n in names if n not in df.columns]
     if missing: raise KeyError(f"suggest_scalers: column(s) {missing} are not in the data")
+    stats = {name: column_stats(check_finite(column_values(df[name], name), name, 'suggest_scalers: ')) for name in names}
+    return _advice_table(stats, skew_threshold, tail_share, outlier_share, bounded_kurtosis, skewed_scaler, tail_scaler, warn)
+
+def _advice_table(stats:dict, skew_threshold, tail_share, outlier_share, bounded_kurtosis, skewed_scaler, tail_scaler, warn) -> pd.DataFrame:
+    "`suggest_scalers`' table from {column: `column_stats`}, however the statistics were gathered (in memory, or by `from_data`)"
     rows = []
-    for name in names:
-        x = check_finite(column_values(df[name], name), name, 'suggest_scalers: ')
-        st = column_stats(x)
+    for name, st in stats.items():
         st['bounded'] = bool(not st['constant'] and st['kurtosis'] <= bounded_kurtosis and st['outlier_share'] == 0)
         scaler, reason = _rule(st, skew_threshold, tail_share, outlier_share, skewed_scaler, tail_scaler)
         rows.append({'column': name, **st, 'scaler': scaler, 'reason': reason})
@@ -134,12 +137,8 @@ class AutoNormalize(ColumnScaler):
             self.dtypes = {n: column_values(to.items[n].iloc[:0], n).dtype for n in names}
             return
         self.choices = suggest_scalers(to.items, names, **self.suggest_kwargs)
-        self.scalers = {}
-        for scaler, rows in self.choices.groupby('scaler', sort=False):
-            # 'none' columns still go through the shared checks (numbers, no inf) and are stored as float32, unchanged
-            proc = (_Unscaled if scaler == 'none' else SCALER_PROCS[scaler])(cols=rows.index.tolist())
-            proc.setup_columns(to, proc.cols)
-            self.scalers[scaler] = proc
+        self.scalers = _sub_scalers(self.choices)
+        for proc in self.scalers.values(): proc.setup_columns(to, proc.cols)
         self.dtypes = {n: column_values(to.items[n].iloc[:0], n).dtype for n in names}
 
     def encodes(self, to:Tabular):
@@ -167,6 +166,11 @@ class AutoNormalize(ColumnScaler):
 
     def _check_setup(self, what):
         if self.choices is None: raise ValueError(f"AutoNormalize.{what}: the proc is not set up yet; build a TabularPandas with it first")
+
+def _sub_scalers(choices:pd.DataFrame) -> dict:
+    "{scaler name: an unfitted proc for the columns `choices` gives it}, in the table's order"
+    # 'none' columns still go through the shared checks (numbers, no inf) and are stored as float32, unchanged
+    return {s: (_Unscaled if s == 'none' else SCALER_PROCS[s])(cols=rows.index.tolist()) for s, rows in choices.groupby('scaler', sort=False)}
 
 class _Unscaled(AffineNormalize):
     "The identity, on the shared base: what `AutoNormalize` applies to the columns advised 'none'"

@@ -2,7 +2,7 @@
 
 # %% ../nbs/08_scale.ipynb #bbf89519
 from __future__ import annotations
-import collections, functools, glob, importlib, inspect, os, warnings
+import collections, functools, glob, importlib, os, warnings
 from concurrent import futures   # not fastcore's ThreadPoolExecutor, which fastai's star import brings (its `map` differs)
 from copy import copy   # a module named `copy` would be shadowed by fastai's star import in the notebook
 from pathlib import Path
@@ -12,7 +12,7 @@ from .core import _CHUNK_ROWS, ColumnScaler, AffineNormalize, column_values, che
 from .procs import RobustNormalize, MinMaxNormalize, StandardNormalize
 from .drift import DriftNormalize, Moments, moments, merge_moments
 from .transforms import QuantileNormalize, PowerNormalize
-from .auto import AutoNormalize, SCALER_PROCS, column_stats, _Unscaled, _rule, _STAT_COLUMNS, _SUGGEST_DEFAULTS
+from .auto import AutoNormalize, SCALER_PROCS, column_stats, _sub_scalers, _advice_table, _SUGGEST_DEFAULTS
 
 # %% auto #0
 __all__ = ['SUMMARY_STATS', 'scale_import', 'ChunkSource', 'rank_error_bound', 'ColumnSummary', 'summary_stats']
@@ -816,24 +816,14 @@ def _summary_stats(c1:_Col1) -> dict:
 
 def _auto_from_data(cls, proc, src, names, exact, k, fit_sample, kwargs):
     opts = {**_SUGGEST_DEFAULTS, **proc.suggest_kwargs}
-    rule_args = [opts[p] for p in list(inspect.signature(_rule).parameters)[1:]]   # suggest_scalers' thresholds and scalers
     chosen = {'StandardNormalize', 'RobustNormalize', 'MinMaxNormalize'} | {v for key, v in opts.items() if key.endswith('_scaler')}
     candidates = [SCALER_PROCS[s]() for s in sorted(chosen)]
     if not src.reiterable: raise _one_shot(src)     # the choice, then the chosen scalers' statistics
     needs = _Needs(True, sample=fit_sample, shape=True)
     for p in candidates: needs = needs.union(_family_of(type(p)).needs(p, exact, k, fit_sample))
     c1s = _pass1(src, names, needs)
-    rows = []
-    for name in names:
-        st = _summary_stats(c1s[name])
-        st['bounded'] = bool(not st['constant'] and st['kurtosis'] <= opts['bounded_kurtosis'] and st['outlier_share'] == 0)
-        scaler, reason = _rule(st, *rule_args)
-        rows.append({'column': name, **st, 'scaler': scaler, 'reason': reason})
-    table = pd.DataFrame(rows, columns=['column', *_STAT_COLUMNS, 'scaler', 'reason']).set_index('column')
-    constant = table.index[table['constant']].tolist()
-    if constant and opts['warn']:
-        warnings.warn(f"suggest_scalers: column(s) {constant} are constant: they carry no information for the model; consider dropping them")
-    subs = {s: (_Unscaled if s == 'none' else SCALER_PROCS[s])(cols=r.index.tolist()) for s, r in table.groupby('scaler', sort=False)}
+    table = _advice_table({n: _summary_stats(c1s[n]) for n in names}, **opts)
+    subs = _sub_scalers(table)
     reqs = {}
     for p in subs.values():
         fam = _family_of(type(p))
