@@ -10,7 +10,9 @@ from fastai.tabular.all import (TabularPandas, Categorify, FillMissing, Category
                                 load_learner, ClassificationInterpretation)
 import fastai_scaling.all as everything
 from fastai_scaling.core import ColumnScaler, AffineNormalize, column_values
-from fastai_scaling.procs import RobustNormalize
+from fastai_scaling.procs import RobustNormalize, StandardNormalize, MinMaxNormalize
+from fastai_scaling.drift import DriftNormalize
+from fastai_scaling.transforms import QuantileNormalize, PowerNormalize
 from fastai_scaling.auto import AutoNormalize
 from scalers import SCALERS, AFFINE
 
@@ -51,10 +53,24 @@ def adult_like():
     df['salary'] = np.where(score > 0.3, '>=50k', '<50k')
     return df
 
-@pytest.fixture(scope='module', params=ALL)
+def _chunks(df): return [df.iloc[:150], df.iloc[150:300], df.iloc[300:]]
+
+# procs whose statistics come from `from_data` (preset, not refitted by TabularPandas), one per family
+FROM_DATA = {
+    'from_data StandardNormalize': lambda df, conts: StandardNormalize.from_data(_chunks(df), conts),
+    'from_data RobustNormalize(exact=False)': lambda df, conts: RobustNormalize.from_data(_chunks(df), conts, exact=False),
+    'from_data MinMaxNormalize(quantile_range)': lambda df, conts: MinMaxNormalize.from_data(_chunks(df), conts, quantile_range=(1, 99)),
+    'from_data DriftNormalize': lambda df, conts: DriftNormalize.from_data(_chunks(df), conts),
+    'from_data QuantileNormalize': lambda df, conts: QuantileNormalize.from_data(_chunks(df), conts),
+    'from_data PowerNormalize': lambda df, conts: PowerNormalize.from_data(_chunks(df), conts, fit_sample=200),
+    'from_data AutoNormalize': lambda df, conts: AutoNormalize.from_data(_chunks(df), conts, warn=False),
+}
+
+@pytest.fixture(scope='module', params=ALL + list(FROM_DATA))
 def tutorial(request, adult_like):
-    df = adult_like
-    to = TabularPandas(df, procs=[Categorify, FillMissing, SCALERS[request.param]()], cat_names=['workclass'],
+    df, conts = adult_like, ['age', 'hours', 'capital']
+    proc = FROM_DATA[request.param](df, conts) if request.param in FROM_DATA else SCALERS[request.param]()
+    to = TabularPandas(df, procs=[Categorify, FillMissing, proc], cat_names=['workclass'],
                        cont_names=['age', 'hours', 'capital'], y_names='salary', y_block=CategoryBlock(),
                        splits=RandomSplitter(valid_pct=0.25, seed=1)(df))
     learn = tabular_learner(to.dataloaders(bs=64), layers=[16], n_out=2)
