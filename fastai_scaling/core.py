@@ -3,13 +3,15 @@
 # %% ../nbs/00_core.ipynb #e60f4a1e
 from __future__ import annotations
 from collections import Counter
+from typing import NamedTuple
 from fastai.tabular.core import TabularProc, Tabular, TabularPandas, Normalize
 from fastai.data.core import Datasets
 import numpy as np, pandas as pd, os
 from concurrent import futures   # qualified: fastai's star import brings fastcore's ThreadPoolExecutor, whose `map` differs
 
 # %% auto #0
-__all__ = ['working_dtype', 'column_values', 'check_finite', 'is_zero_spread', 'handle_zero_spread', 'ColumnScaler', 'setups',
+__all__ = ['SPREAD_LADDER', 'working_dtype', 'column_values', 'check_finite', 'is_zero_spread', 'handle_zero_spread',
+           'is_constant', 'fallback_percentiles', 'wider_quantile_range', 'ColumnScaler', 'setups', 'AffineFit',
            'AffineNormalize', 'show_results']
 
 # %% ../nbs/00_core.ipynb #e6e89aa7
@@ -73,6 +75,29 @@ def handle_zero_spread(spread:float, dtype=np.float64, magnitude:float=0., n:int
     "`spread`, or 1.0 when it is zero up to rounding (`is_zero_spread`), as scikit-learn's `_handle_zeros_in_scale`"
     return 1.0 if is_zero_spread(spread, dtype, magnitude, n) else float(spread)
 
+# %% ../nbs/00_core.ipynb #76a3536a
+SPREAD_LADDER = ((10., 90.), (5., 95.), (1., 99.))   # percentile pairs tried in turn when a column's own pair coincides
+
+def is_constant(x) -> bool:
+    "Whether the finite, non-missing values `x` (an array, or a `from_data` column summary) are all equal up to rounding"
+    lo, hi = float(x.min()), float(x.max())
+    return is_zero_spread(hi - lo, x.dtype, max(abs(lo), abs(hi)), len(x))
+
+def fallback_percentiles(quantile_range:tuple) -> list:
+    "The pairs of `SPREAD_LADDER` wider than `quantile_range`, in the order `wider_quantile_range` tries them"
+    q_lo, q_hi = map(float, quantile_range)
+    return [p for p in SPREAD_LADDER if p[0] <= q_lo and p[1] >= q_hi and p != (q_lo, q_hi)]
+
+def wider_quantile_range(x, quantile_range:tuple) -> tuple:
+    "((lo, hi), (value at lo, value at hi)): the first pair of `SPREAD_LADDER` wider than `quantile_range` whose values (values of `x`, not interpolations) differ beyond rounding, else the extremes ((0, 100), (min, max))"
+    pairs = fallback_percentiles(quantile_range)
+    if pairs:
+        values = np.percentile(x, [q for p in pairs for q in p], method='inverted_cdf')
+        values = np.asarray(values, dtype=np.float64).reshape(-1, 2)
+        for p, (a, b) in zip(pairs, values):
+            if not is_zero_spread(b - a, x.dtype, max(abs(a), abs(b)), len(x)): return p, (float(a), float(b))
+    return (0., 100.), (float(x.min()), float(x.max()))
+
 # %% ../nbs/00_core.ipynb #4c529d39
 _CHUNK_ROWS = 262_144   # rows per chunk `from_data` reads from a DataFrame or parquet files: per-chunk temporaries stay small
 
@@ -80,17 +105,18 @@ class ColumnScaler(TabularProc):
     "Base of every scaling proc: fit a map per continuous column on the training split, encode to float32, decode back"
     order = 2             # after FillMissing (0) and Categorify (1); fastai's `Normalize` (99) checks claims against ours, see below
     state_names = ()      # the dicts (column -> value) that hold what `fit_state` returns, in its order
+    info_names = ()       # dicts of what `fit_state` returns after the state: how each column was fitted (presets may omit them)
     is_affine = False     # True when encoding is exactly (x - center) / scale
 
     def __init__(self, cols=None):
         super().__init__()
         self.cols = _check_cols(cols, type(self).__name__)
         self.preset, self.dtypes = False, None
-        for attr in self.state_names: setattr(self, attr, None)
+        for attr in self.state_names + self.info_names: setattr(self, attr, None)
 
     # ---- what a family implements
     def fit_state(self, x:np.ndarray) -> tuple:
-        "The fitted state of one column, one value per `state_names`, from its finite, non-missing training values `x` (pure: it may run on threads; a `ValueError` gets the column's name)"
+        "The fitted state of one column, one value per `state_names` (then one per `info_names`), from its finite, non-missing training values `x` (pure: it may run on threads; a `ValueError` gets the column's name)"
         raise NotImplementedError(f"{type(self).__name__} must implement `fit_state`")
 
     def encode_column(self, name, x:np.ndarray) -> np.ndarray:
@@ -121,7 +147,7 @@ class ColumnScaler(TabularProc):
     # ---- the shared machinery
     @classmethod
     def from_state(cls, state:dict, **kwargs):
-        "A proc with precomputed `state` ({state name: {column: value}}); `setups` then checks it covers the columns and does not refit"
+        "A proc with precomputed `state` ({state name: {column: value}}, optionally `info_names` too); `setups` then checks it covers the columns and does not refit"
         proc = cls(**kwargs)
         missing = [a for a in cls.state_names if a not in state]
         if missing: raise ValueError(f"from_stats: {cls.__name__} needs {', '.join(cls.state_names)}; missing {', '.join(missing)}")
@@ -132,6 +158,8 @@ class ColumnScaler(TabularProc):
         values = [proc.check_state(n, *(state[a][n] for a in cls.state_names)) for n in names]
         for attr, column_values_ in zip(cls.state_names, zip(*values) if values else [()] * len(cls.state_names)):
             setattr(proc, attr, dict(zip(names, column_values_)))
+        for attr in cls.info_names:   # how each column was fitted, where the caller knows it (`from_data` does)
+            setattr(proc, attr, {n: state.get(attr, {}).get(n, 'preset') for n in names})
         proc.preset = True
         return proc
 
@@ -158,10 +186,11 @@ class ColumnScaler(TabularProc):
         return list(self.cols)
 
     def fit(self, df:pd.DataFrame, names) -> tuple[dict, ...]:
-        "Fit each column of `names` on the training rows `df`: one dict (column -> value) per `state_names`"
+        "Fit each column of `names` on the training rows `df`: one dict (column -> value) per `state_names`, then per `info_names`"
         if not len(df): raise ValueError(f"{type(self).__name__}: the training split is empty, nothing to fit")
         states = _map_columns(self._fit_one, [df[name] for name in names], len(df))
-        return tuple(dict(zip(names, values)) for values in (zip(*states) if states else [()] * len(self.state_names)))
+        n_dicts = len(self.state_names) + len(self.info_names)
+        return tuple(dict(zip(names, values)) for values in (zip(*states) if states else [()] * n_dicts))
 
     def _fit_one(self, col:pd.Series) -> tuple:
         owner, name = type(self).__name__, col.name
@@ -203,7 +232,7 @@ class ColumnScaler(TabularProc):
             unknown = [n for n in names if n not in getattr(self, self.state_names[0])]
             if unknown: raise ValueError(f"{owner}.from_stats has no statistics for columns {unknown}")
             return
-        for attr, values in zip(self.state_names, self.fit(to.items, names)): setattr(self, attr, values)
+        for attr, values in zip(self.state_names + self.info_names, self.fit(to.items, names)): setattr(self, attr, values)
 
     def encodes(self, to:Tabular):
         df, owner = to.items, type(self).__name__
@@ -303,10 +332,18 @@ def setups(self, to:Tabular):
     return _fastai_normalize_setups(self, to)
 
 # %% ../nbs/00_core.ipynb #8e48600f
+class AffineFit(NamedTuple):
+    "What an affine scaler's `fit_column` returns for one column (a plain tuple `(center, spread[, magnitude])` also does)"
+    center: float
+    spread: float                 # zero (up to rounding) only for a constant column: its scale becomes 1
+    magnitude: float|None = None  # the size of the values the spread is measured against; None: max(|center|, |center + spread|)
+    rule: str|None = None         # how the spread was measured, kept in `spread_rules`; None: the class's `spread_rule`
+
 class AffineNormalize(ColumnScaler):
     "Encode each continuous column as float32 `(x - center) / scale`; subclasses only fit a center and a spread"
-    state_names, is_affine = ('centers', 'scales'), True
-    clip_range = None  # (lo, hi) clips encoded values, e.g. `MinMaxNormalize(clip=True)`
+    state_names, info_names, is_affine = ('centers', 'scales'), ('spread_rules',), True
+    clip_range = None     # (lo, hi) clips encoded values, e.g. `MinMaxNormalize(clip=True)`
+    spread_rule = 'spread'   # what `spread_rules` says of a column fitted the usual way: subclasses name their statistic
 
     @classmethod
     def from_stats(cls, centers:dict, scales:dict, **kwargs):
@@ -319,8 +356,8 @@ class AffineNormalize(ColumnScaler):
         if not np.isfinite(s) or s == 0: raise ValueError(f"from_stats: scale of column {name!r} is {s}; it must be finite and non-zero")
         return c, s
 
-    def fit_column(self, x:np.ndarray) -> tuple:
-        "(center, spread), or (center, spread, magnitude), of the finite, non-missing training values `x`: what subclasses implement"
+    def fit_column(self, x:np.ndarray) -> AffineFit:
+        "The `AffineFit` (center, spread[, magnitude, rule]) of the finite, non-missing training values `x`: what subclasses implement"
         raise NotImplementedError(f"{type(self).__name__} must implement `fit_column`")
 
     def to_affine(self, center:float, scale:float) -> tuple[float, float]:
@@ -328,15 +365,17 @@ class AffineNormalize(ColumnScaler):
         return center, scale
 
     def fit_state(self, x):
-        center, spread, *magnitude = self.fit_column(x)
-        center, spread = float(center), float(spread)
+        fit = AffineFit(*self.fit_column(x))
+        center, spread = float(fit.center), float(fit.spread)
         # the size of the values the spread is measured against; subclasses whose center is not typical of the
         # data (`with_centering=False`) say it themselves
-        magnitude = float(magnitude[0]) if magnitude else max(abs(center), abs(center + spread))
-        center, scale = self.to_affine(center, handle_zero_spread(spread, x.dtype, magnitude, len(x)))
+        magnitude = max(abs(center), abs(center + spread)) if fit.magnitude is None else float(fit.magnitude)
+        rule = fit.rule or self.spread_rule
+        if is_zero_spread(spread, x.dtype, magnitude, len(x)): spread, rule = 1., 'constant: scale 1'
+        center, scale = self.to_affine(center, spread)
         if not (np.isfinite(center) and np.isfinite(scale)):
             raise ValueError(f"its statistics are center {center}, scale {scale}: its values overflow float arithmetic")
-        return center, scale
+        return center, scale, rule
 
     def encode_column(self, name, x):
         y = x - self.centers[name]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from statistics import NormalDist
 from fastcore.basics import store_attr
 import numpy as np
-from .core import AffineNormalize
+from .core import AffineNormalize, AffineFit, is_zero_spread, is_constant, wider_quantile_range
 
 # %% auto #0
 __all__ = ['RobustNormalize', 'MinMaxNormalize', 'StandardNormalize']
@@ -31,13 +31,25 @@ class RobustNormalize(AffineNormalize):
 
     def fit_column(self, x):
         lo, median, hi = np.percentile(x, [self.q_lo, 50., self.q_hi])
-        return (median if self.with_centering else 0.), (hi - lo if self.with_scaling else 1.), max(abs(lo), abs(hi))
+        center = median if self.with_centering else 0.
+        if not self.with_scaling: return AffineFit(center, 1., max(abs(lo), abs(hi)), 'none (with_scaling=False)')
+        pair, rule = (self.q_lo, self.q_hi), f"percentiles {self.q_lo:g}-{self.q_hi:g}"
+        extremes = False
+        if is_zero_spread(hi - lo, x.dtype, max(abs(lo), abs(hi)), len(x)) and not is_constant(x):
+            # zero-inflated or heavily tied: a spread that exists, never raw units (see `wider_quantile_range`)
+            pair, (lo, hi) = wider_quantile_range(x, pair)
+            extremes = pair == (0., 100.)
+            rule = ("half the range (min to max)" if extremes else f"percentiles {pair[0]:g}-{pair[1]:g}") + \
+                   f": the {self.q_lo:g}-{self.q_hi:g} percentiles are equal"
+        spread = hi - lo
+        if extremes: spread /= 2                                  # RealMLP's 2 / (max - min): the rows land in [-2, 2]
+        elif self.unit_variance: spread /= _normal_width(*pair)   # so that a normal column comes out with unit variance
+        return AffineFit(center, spread, max(abs(lo), abs(hi)), rule)
 
-    def to_affine(self, center, scale):
-        if not (self.unit_variance and self.with_scaling): return center, scale
-        # the inter-quantile range of a standard normal, so normal columns come out with unit variance
-        normal = NormalDist()
-        return center, scale / (normal.inv_cdf(self.q_hi / 100) - normal.inv_cdf(self.q_lo / 100))
+def _normal_width(q_lo, q_hi):
+    "The distance between the `q_lo` and `q_hi` percentiles of a standard normal (1.349 for the quartiles)"
+    normal = NormalDist()
+    return normal.inv_cdf(q_hi / 100) - normal.inv_cdf(q_lo / 100)
 
 # %% ../nbs/01_procs.ipynb #ee0b8236
 class MinMaxNormalize(AffineNormalize):
@@ -52,9 +64,15 @@ class MinMaxNormalize(AffineNormalize):
         self.clip_range = (self.lo, self.hi) if clip else None
 
     def fit_column(self, x):
-        low, high = (x.min(), x.max()) if self.quantile_range is None else np.percentile(x, [self.q_lo, self.q_hi])
-        low, high = float(low), float(high)
-        return low, high - low, max(abs(low), abs(high))
+        if self.quantile_range is None:
+            low, high = float(x.min()), float(x.max())
+            return AffineFit(low, high - low, max(abs(low), abs(high)), 'range (min to max)')
+        low, high = map(float, np.percentile(x, [self.q_lo, self.q_hi]))
+        rule = f"percentiles {self.q_lo:g}-{self.q_hi:g}"
+        if is_zero_spread(high - low, x.dtype, max(abs(low), abs(high)), len(x)) and not is_constant(x):
+            pair, (low, high) = wider_quantile_range(x, (self.q_lo, self.q_hi))   # as RobustNormalize: never raw units
+            rule = f"percentiles {pair[0]:g}-{pair[1]:g}: the {self.q_lo:g}-{self.q_hi:g} percentiles are equal"
+        return AffineFit(low, high - low, max(abs(low), abs(high)), rule)
 
     def to_affine(self, low, data_range):
         # (x - low) / data_range lands on [0, 1]; stretch and shift that onto [lo, hi], still one affine map
@@ -64,6 +82,7 @@ class MinMaxNormalize(AffineNormalize):
 # %% ../nbs/01_procs.ipynb #6bdd1a24
 class StandardNormalize(AffineNormalize):
     "Center continuous columns on their mean and scale them by their standard deviation: fastai's `Normalize` with `cols`"
+    spread_rule = 'std'
     def __init__(self, cols=None):  # the continuous columns to scale; None: all of them
         super().__init__(cols)
 

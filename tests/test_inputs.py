@@ -206,6 +206,33 @@ def test_near_constant_column_is_constant_relative_to_its_magnitude(name):
     assert np.ptp(enc) <= 1e-3
     if name in AFFINE: assert abs(scaler_of(to).scales['a']) >= 0.5     # 1, or 1 reshaped by unit_variance / feature_range
 
+def zero_inflated_table(n=2000, seed=5):
+    "Columns with a spread but an inter-quartile range of 0, as real tables have them (issue 18.4)"
+    rng = np.random.default_rng(seed)
+    pool = np.zeros(n); pool[rng.choice(n, 10, replace=False)] = rng.uniform(300, 17_000, 10)           # 0 on 99.5%
+    misc = np.where(rng.random(n) < 0.85, 0., rng.uniform(50, 15_500, n))                               # 0 on ~85%
+    budget = np.where(rng.random(n) < 0.78, 0., rng.lognormal(16, 1.5, n).clip(max=1.27e8))            # missing-filled 0
+    return pd.DataFrame({'pool_area': pool, 'misc_val': misc, 'budget': budget, 'y': 0.})
+
+# (an unstandardized power transform outputs the transform's own units by design: not a scaler of the network's inputs)
+@pytest.mark.parametrize('name', [n for n in ALL if n != 'PowerNormalize(unstandardized)'])
+def test_zero_inflated_columns_never_reach_the_network_in_raw_units(name):
+    df = zero_inflated_table()
+    conts = ['pool_area', 'misc_val', 'budget']
+    assert (df[conts].quantile(.75) == df[conts].quantile(.25)).all()      # IQR 0 ...
+    assert (df[conts].max() >= 15_000).all()                              # ... and values in the tens of thousands and up
+    to = make_to(df, name, conts, reduce_memory=False)
+    enc = to.items[conts].to_numpy()
+    # raw units would be 1.7e4-1.3e8; any scale the network can work with keeps every training row within ~sqrt(n)
+    # standard deviations (mean/std of a column that is 0 on 99.5% of 2,000 rows reaches ~30)
+    assert np.abs(enc).max() <= 50, np.abs(enc).max(axis=0)
+    for j, c in enumerate(conts):
+        assert np.unique(enc[df[c].to_numpy() > 0, j]).size > 1, c     # the non-zero rows stay apart
+    p = scaler_of(to)
+    if name in AFFINE: assert all(p.scales[c] != 1. for c in conts)
+    back = to.procs.decode(to.new(to.items.copy())).items[conts].to_numpy()
+    if 'clip' not in name: np.testing.assert_allclose(back, df[conts].to_numpy(), rtol=1e-5, atol=1e-6 * df[conts].max().max())
+
 # without standardizing, a power transform's output keeps the column's magnitude, and float32 cannot hold 1e6 + 1e-3
 @pytest.mark.parametrize('name', [n for n in ALL if n != 'PowerNormalize(unstandardized)'])
 def test_small_but_real_spread_is_kept(name):

@@ -3,10 +3,11 @@ import configparser, pickle, warnings
 from pathlib import Path
 
 import numpy as np, pandas as pd, pytest
-from hypothesis import given, settings, HealthCheck, strategies as st
+from hypothesis import given, settings, assume, HealthCheck, strategies as st
 from hypothesis.extra import numpy as hnp
 from sklearn.datasets import load_breast_cancer, load_diabetes
 from sklearn.preprocessing import MinMaxScaler, RobustScaler
+from scipy.stats import norm
 
 from fastai.tabular.all import (TabularPandas, Normalize, FillMissing, Categorify, RandomSplitter, tabular_learner,
                                 tabular_config, load_learner)
@@ -129,7 +130,12 @@ def test_zero_spread_gets_unit_scale(small, proc):
     p = proc_of(to)
     assert p.scales['const'] == (1. if proc is RobustNormalize else 1.)
     assert np.isfinite(to.conts.values).all()
-    if proc is RobustNormalize: assert p.scales['mostly'] == 1.
+    # IQR 0 but not constant (issue 18.4): a spread that exists, not scale 1. Sorted, 'mostly' is 1, 47 x 3, 9, 50: the
+    # 10-90 and 5-95 percentiles (values of the column: ranks 5/45 and 3/48 of 50) are 3 and 3, the 1st and 99th are 1 and 50
+    if proc is RobustNormalize:
+        assert p.scales['mostly'] == 50. - 1.
+        assert p.spread_rules['mostly'] == 'percentiles 1-99: the 25-75 percentiles are equal'
+        assert p.spread_rules['const'] == 'constant: scale 1' and p.spread_rules['a'] == 'percentiles 25-75'
     # an unseen value keeps a sane magnitude (fastai's Normalize would give ~1e7)
     new = encode_new(to, small.iloc[:1].assign(const=8.))
     assert abs(new.conts['const'].item()) <= 1.
@@ -321,3 +327,40 @@ def test_large_frames_fit_on_threads_with_same_results_and_errors():
     df.loc[123, 'x13'] = np.inf
     with pytest.raises(ValueError, match=r"column 'x13' contains 1 infinite"):
         make_to(df, RobustNormalize, conts)
+
+
+# ---- zero spread that is not a constant column (issue 18.4) -------------------------------------------------
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n_ties=st.integers(1, 400), others=hnp.arrays(np.float64, st.integers(1, 12), elements=st.floats(-1e6, 1e6, width=32)),
+       tie=st.floats(-1e3, 1e3, width=32), unit_variance=st.booleans())
+def test_robust_scale_is_one_only_for_constant_columns(n_ties, others, tie, unit_variance):
+    x = np.r_[np.full(n_ties, tie), others]
+    # leave out spreads within rounding of zero (e.g. 0 and a subnormal): the shared zero-spread rule calls those constant
+    assume(np.ptp(x) == 0 or np.ptp(x) > 1e-6 * max(1., np.abs(x).max()))
+    df = pd.DataFrame({'a': x, 'y': 0.})
+    for proc in (RobustNormalize(unit_variance=unit_variance), MinMaxNormalize(quantile_range=(25, 75))):
+        p = proc_of(make_to(df, proc, ['a'], reduce_memory=False))
+        rule, scale = p.spread_rules['a'], p.scales['a']
+        distinct = np.unique(x)
+        if len(distinct) == 1:
+            assert rule == 'constant: scale 1'
+            continue
+        assert rule != 'constant: scale 1'
+        if 'are equal' in rule:      # a fallback: its spread is the difference of two values of the column, never an interpolation
+            gap = np.diff(distinct).min()
+            width = 1.
+            if isinstance(proc, RobustNormalize) and unit_variance and rule.startswith('percentiles'):
+                lo, hi = map(float, rule.split()[1].rstrip(':').split('-'))
+                width = float(np.diff(norm.ppf([lo / 100, hi / 100]))[0])
+            if rule.startswith('half the range'): width = 2.
+            assert abs(scale) * width >= gap * (1 - 1e-9), (rule, scale, gap)
+            assert abs(scale) * width <= np.ptp(x) * (1 + 1e-9)
+
+def test_minmax_quantile_range_falls_back_like_robust():
+    x = np.r_[np.zeros(900), np.linspace(10, 1000, 100)]    # 0 on 90%: the 25th and 75th percentiles are both 0
+    df = pd.DataFrame({'a': x, 'y': 0.})
+    p = proc_of(make_to(df, MinMaxNormalize(quantile_range=(25, 75)), ['a'], reduce_memory=False))
+    # the 10th percentile is 0, the 90th is the 900th smallest value (numpy's inverted_cdf), the last zero: so 5-95
+    assert p.spread_rules['a'] == 'percentiles 5-95: the 25-75 percentiles are equal'
+    assert p.centers['a'] == 0. and p.scales['a'] == np.sort(x)[949]
