@@ -67,8 +67,9 @@ def check_finite(x:np.ndarray, name, where='') -> np.ndarray:
 # %% ../nbs/00_core.ipynb #6ed6607f
 def is_zero_spread(spread:float, dtype=np.float64, magnitude:float=0., n:int=1) -> bool:
     "Whether `spread` is zero up to the rounding error of `n` values of size `magnitude` stored as `dtype`"
-    magnitude = abs(float(magnitude))
-    bound = max(10 * np.finfo(dtype).eps * max(1., magnitude), n * np.finfo(np.float64).eps * magnitude)
+    # relative to the magnitude alone, never to an absolute floor: a column's unit must not decide whether it is
+    # constant (a wavelength of 4e-7..7e-7 m spreads over 3e-7, the same column in nm over 300)
+    bound = max(10 * np.finfo(dtype).eps, n * np.finfo(np.float64).eps) * abs(float(magnitude))
     return abs(float(spread)) <= bound
 
 def handle_zero_spread(spread:float, dtype=np.float64, magnitude:float=0., n:int=1) -> float:

@@ -71,7 +71,8 @@ class MinMaxNormalize(AffineNormalize):
         rule = f"percentiles {self.q_lo:g}-{self.q_hi:g}"
         if is_zero_spread(high - low, x.dtype, max(abs(low), abs(high)), len(x)) and not is_constant(x):
             pair, (low, high) = wider_quantile_range(x, (self.q_lo, self.q_hi))   # as RobustNormalize: never raw units
-            rule = f"percentiles {pair[0]:g}-{pair[1]:g}: the {self.q_lo:g}-{self.q_hi:g} percentiles are equal"
+            rule = ("range (min to max)" if pair == (0., 100.) else f"percentiles {pair[0]:g}-{pair[1]:g}") + \
+                   f": the {self.q_lo:g}-{self.q_hi:g} percentiles are equal"
         return AffineFit(low, high - low, max(abs(low), abs(high)), rule)
 
     def to_affine(self, low, data_range):

@@ -311,3 +311,28 @@ def test_validation_rows_never_change_the_fit(train, valid, other, name):
             assert "with lambda" in str(e); return
         fits.append(fitted_state(scaler_of(to)))
     assert fits[0] == fits[1]
+
+
+# ---- a column's unit (issue 18.2): codes of x and of x * 10**k agree -----------------------------------------
+
+# every scaler whose map is unit-free: affine maps and the quantile transform (a power transform's lambda depends on the
+# unit by design, and AutoNormalize may choose one)
+UNIT_FREE = [n for n in ALL if n in AFFINE or n.startswith('QuantileNormalize')]
+
+@pytest.mark.parametrize('dtype', [np.float64, np.float32])
+@pytest.mark.parametrize('name', UNIT_FREE)
+def test_codes_do_not_depend_on_the_columns_unit(name, dtype):
+    rng = np.random.default_rng(8)
+    wavelength = rng.uniform(400, 700, 2000)            # nm; with ties and a tied end, as measured data has them
+    wavelength[:300] = 400.; wavelength[300:400] = 550.
+    codes = {}
+    for k in range(-9, 10):
+        df = pd.DataFrame({'w': (wavelength * 10.**k).astype(dtype), 'y': 0.})
+        to = make_to(df, name, ['w'], reduce_memory=False, splits=[list(range(1600)), list(range(1600, 2000))])
+        codes[k] = to.items['w'].to_numpy(np.float64)
+    base = codes[0]
+    assert base.std() > 0.2                               # resolved, not taken for a constant column
+    # float32 rounds each of x * 10**k on its own (relative 6e-8), and the quantiles and noise computed from them: codes
+    # agree to 1e-4 of their range (measured: at most 2.4e-5, the noisy uniform quantiles); a unit-dependent bound breaks by 1
+    tol = 1e-9 if dtype == np.float64 else 1e-4 * max(1., np.ptp(base))
+    for k, c in codes.items(): np.testing.assert_allclose(c, base, rtol=0, atol=tol, err_msg=f'unit 10**{k}')
