@@ -124,8 +124,13 @@ def __call__(self:_QuantileCDF, x):
     return y
 
 # %% ../nbs/06_transforms.ipynb #4a0bacf6
-_BOUNDS = 1e-7                                                 # scikit-learn's BOUNDS_THRESHOLD
+_BOUNDS = 1e-7                                                 # scikit-learn's BOUNDS_THRESHOLD, here only the normal output's clip
 _NORMAL_END = float(-special.ndtri(_BOUNDS - np.spacing(1)))  # 5.199...: the ends of the normal output
+# the end code as encoding stores it: float32 may round it below _NORMAL_END, and decoding must still read it as the end
+_NORMAL_END_STORED = min(_NORMAL_END, float(np.float32(_NORMAL_END)))
+# a column constant in training spans at most max(10 eps of its dtype, n float64 eps) of its magnitude (`is_zero_spread`):
+# under this for float32, and for float64 below 5e9 rows; new values this close to it count as that value
+_CONSTANT_BAND = 10 * float(np.finfo(np.float32).eps)
 
 class QuantileNormalize(MonotoneTransform):
     "Map each continuous column through its training empirical CDF onto a standard normal (RankGauss) or onto [0, 1]"
@@ -164,7 +169,8 @@ class QuantileNormalize(MonotoneTransform):
         if self.noise:   # breaks ties of discrete columns before the quantiles are taken (never at encode time)
             x = x + rng.standard_normal(len(x)) * (self.noise * float(x.std(dtype=np.float64)))
         s = np.sort(x)   # one sort gives every quantile: much faster than np.percentile's repeated partitions
-        if is_zero_spread(float(s[-1]) - float(s[0]), s.dtype, max(abs(float(s[0])), abs(float(s[-1]))), len(s)):
+        lo, hi = float(s[0]), float(s[-1])   # `s` may be a from_data summary: it answers indexing, not min/max
+        if is_zero_spread(hi - lo, s.dtype, max(abs(lo), abs(hi)), len(s)):
             return (np.array([float(np.median(s))]),)        # constant to its precision: one point, see `encode_column`
         return (np.maximum.accumulate(_linear_quantiles(s, min(self.n_quantiles, len(s)))),)
 
@@ -172,8 +178,8 @@ class QuantileNormalize(MonotoneTransform):
         q = self.quantiles[name]
         normal = self.output_distribution == 'normal'
         if len(q) == 1:   # constant in training: its value lands in the middle, anything else at an end
-            band = max(_BOUNDS, 10 * np.finfo(np.float64).eps * max(1., abs(q[0])))
-            y = np.where(x < q[0] - band, 0., np.where(x > q[0] + band, 1., .5))
+            band = _CONSTANT_BAND * abs(q[0])   # relative: the column's unit must not change its codes
+            with np.errstate(invalid='ignore'): y = np.where(x < q[0] - band, 0., np.where(x > q[0] + band, 1., .5))
             y[np.isnan(x)] = np.nan
             if not normal: return y
             y = special.ndtri(y)
@@ -181,9 +187,12 @@ class QuantileNormalize(MonotoneTransform):
         cdf = _QuantileCDF(q, len(x))   # tied quantiles: it averages the upward and downward interpolations, as scikit-learn
         def encode(x):
             y = cdf(x)
-            with np.errstate(invalid='ignore'):
-                if normal: low, high = x - _BOUNDS < q[0], x + _BOUNDS > q[-1]
-                else: low, high = x == q[0], x == q[-1]
+            # Only values strictly beyond the training range take the ends (the CDF already gives them 0 and 1; the
+            # comparison states the rule). A value equal to an end keeps its CDF value: 0 or 1 where the end is one quantile, as
+            # scikit-learn, the middle of its rank interval where the end is tied. scikit-learn's absolute band of 1e-7
+            # would send tied ends to +-5.2, differently in float32 (4 + 1e-7 == 4) and float64, and swallow columns
+            # in small units. The comparisons are exact: float32 values meet the float64 quantiles in float64.
+            with np.errstate(invalid='ignore'): low, high = x < q[0], x > q[-1]
             y[high] = 1.
             y[low] = 0.
             if not normal: return y
@@ -193,13 +202,14 @@ class QuantileNormalize(MonotoneTransform):
 
     def decode_column(self, name, x):
         q = self.quantiles[name]
-        p = special.ndtr(x) if self.output_distribution == 'normal' else np.clip(x, 0., 1.)
         if len(q) == 1: return np.where(np.isnan(x), np.nan, q[0])
-        with np.errstate(invalid='ignore'):
-            if self.output_distribution == 'normal': low, high = p - _BOUNDS < 0, p + _BOUNDS > 1
-            else: low, high = p == 0, p == 1
-        y = np.interp(p, np.linspace(0, 1, len(q)), q)
-        y[high], y[low] = q[-1], q[0]
+        normal = self.output_distribution == 'normal'
+        y = np.interp(special.ndtr(x) if normal else np.clip(x, 0., 1.), np.linspace(0, 1, len(q)), q)
+        # codes at or beyond the end codes (as float32 stores them) are the training ends exactly: the normal end is
+        # 1e-7 from 0 or 1 in probability, where the interpolation lands short of the last quantile. A tied end's
+        # mid-rank code lies inside its run of equal quantiles, so the interpolation gives the tied value itself.
+        lo, hi = (-_NORMAL_END_STORED, _NORMAL_END_STORED) if normal else (0., 1.)
+        with np.errstate(invalid='ignore'): y[x >= hi], y[x <= lo] = q[-1], q[0]
         return y
 
     def encoded_center(self, name):

@@ -1,5 +1,5 @@
 """QuantileNormalize and PowerNormalize: scikit-learn cross-checks, fast paths against their definitions, properties, bad input,
-presets, local slopes.
+presets, local slopes; QuantileNormalize's ends (tied ends, units, decoding the ends: issue 18).
 (The fastai tutorial flow, export, test_dl and every input class run for them in test_inputs.py.)"""
 import warnings
 import numpy as np, pandas as pd, pytest
@@ -11,6 +11,8 @@ from sklearn.preprocessing import QuantileTransformer, PowerTransformer
 from fastai.tabular.all import TabularPandas, RandomSplitter
 from fastai_scaling.transforms import QuantileNormalize, PowerNormalize, MonotoneTransform
 from fastai_scaling.transforms import _QuantileCDF, _MIN_VALUES, _BLOCK
+from fractions import Fraction
+import math
 
 warnings.filterwarnings('ignore', message='The given NumPy array is not writable')
 NORMAL_END = 5.199337582605575
@@ -40,6 +42,24 @@ def table():
 
 
 # ---- scikit-learn cross-checks ------------------------------------------------------------------------------
+# One deliberate difference: a value equal to a TIED training end (a discrete column's minimum or maximum, held by many
+# rows) gets the middle of its rank interval, where scikit-learn sends it to the end (+-5.2, or 0/1 for 'uniform').
+# `sklearn_codes` therefore takes scikit-learn's codes everywhere except at tied ends, and there the tie-averaged CDF of
+# scikit-learn's own fitted quantiles (its interpolation, without its end clamp); `test_tied_ends_*` below pin the ends.
+
+def tied_ends(x, q):
+    "Where `x` equals an end of the quantiles `q` that several quantiles share"
+    return ((x == q[0]) & (q[0] == q[1])) | ((x == q[-1]) & (q[-1] == q[-2]))
+
+def sklearn_codes(sk, X, output):
+    expected = sk.transform(X)
+    for j in range(X.shape[1]):
+        q, x = sk.quantiles_[:, j], X.iloc[:, j].to_numpy(np.float64)
+        tied = tied_ends(x, q)
+        if tied.any():
+            p = .5 * (np.interp(x[tied], q, sk.references_) - np.interp(-x[tied], -q[::-1], -sk.references_[::-1]))
+            expected[tied, j] = special.ndtri(p) if output == 'normal' else p
+    return expected
 
 @pytest.mark.parametrize('output', ['normal', 'uniform'])
 @pytest.mark.parametrize('n_quantiles', [10, 1000, 10_000])
@@ -48,7 +68,7 @@ def test_quantile_matches_sklearn(table, output, n_quantiles):
     to = fit(df, QuantileNormalize(n_quantiles=n_quantiles, output_distribution=output), conts, splits)
     sk = QuantileTransformer(n_quantiles=n_quantiles, output_distribution=output, subsample=10**9).fit(df.iloc[splits[0]][conts])
     for split, rows in ((to.train, splits[0]), (to.valid, splits[1])):
-        np.testing.assert_allclose(split.conts[conts].values, sk.transform(df.iloc[rows][conts]), atol=1e-5)
+        np.testing.assert_allclose(split.conts[conts].values, sklearn_codes(sk, df.iloc[rows][conts], output), atol=1e-5)
     # n_quantiles above the training rows is reduced to them, as scikit-learn does
     assert len(the_proc(to).quantiles['normal']) == sk.n_quantiles_ == min(n_quantiles, 2400)
     np.testing.assert_allclose(the_proc(to).quantiles['lognormal'], sk.quantiles_[:, conts.index('lognormal')], rtol=1e-12)
@@ -65,7 +85,8 @@ def test_quantile_matches_sklearn_on_real_data(dataset):
     splits = [list(s) for s in RandomSplitter(valid_pct=0.25, seed=0)(df)]
     to = fit(df, QuantileNormalize(n_quantiles=200), conts, splits)
     sk = QuantileTransformer(n_quantiles=200, output_distribution='normal').fit(df.iloc[splits[0]][conts])
-    np.testing.assert_allclose(to.valid.conts[conts].values, sk.transform(df.iloc[splits[1]][conts]), atol=1e-5)
+    for split, rows in ((to.train, splits[0]), (to.valid, splits[1])):
+        np.testing.assert_allclose(split.conts[conts].values, sklearn_codes(sk, df.iloc[rows][conts], 'normal'), atol=1e-5)
 
 @pytest.mark.parametrize('standardize', [True, False])
 def test_yeo_johnson_matches_sklearn(table, standardize):
@@ -101,11 +122,9 @@ def interp_reference(x, q):
     return y
 
 def encode_reference(x, q, normal=True):
-    "QuantileNormalize's encoding of a fitted column with more than one quantile, as written before the table"
+    "QuantileNormalize's encoding of a fitted column with more than one quantile, written plainly: np.interp, and only values strictly beyond the training range at the ends"
     y = interp_reference(x, q)
-    with np.errstate(invalid='ignore'):
-        if normal: low, high = x - 1e-7 < q[0], x + 1e-7 > q[-1]
-        else: low, high = x == q[0], x == q[-1]
+    with np.errstate(invalid='ignore'): low, high = x < q[0], x > q[-1]
     y[high], y[low] = 1., 0.
     if normal: y = np.clip(special.ndtri(y), -NORMAL_END, NORMAL_END)
     return y.astype(np.float32)
@@ -300,6 +319,195 @@ def test_unseen_values_encode_finitely_and_in_order(table, make):
     for c in ['normal', 'negative', 'bimodal']:
         e = new[c].to_numpy()
         assert np.isfinite(e).all() and (np.diff(e) >= 0).all(), c
+
+
+# ---- the ends: tied ends, units, decoding the ends (issue 18) ---------------------------------------------------
+
+def five_valued(dtype, per=400):
+    "0, 1, 2, 3, 4: `per` training rows each"
+    return np.repeat(np.arange(5.), per).astype(dtype)
+
+def mid_rank_cdf(v, n=2000, per=400, n_q=1000):
+    """(CDF, first, last) of value `v` of `five_valued`, from first principles: quantile i sits at the virtual position
+    (n - 1) * i / (n_q - 1) of the sorted column, so it equals v when that position falls in v's rows [per * v, per * v + per - 1];
+    averaging the upward and downward interpolation gives v the middle of those quantiles' references i / (n_q - 1)"""
+    first = math.ceil(Fraction(per * v * (n_q - 1), n - 1))
+    last = math.floor(Fraction((per * v + per - 1) * (n_q - 1), n - 1))
+    return Fraction(first + last, 2 * (n_q - 1)), first, last
+
+def test_five_valued_column_has_no_quantile_between_its_values():
+    "The data the tied-end tests use: every quantile is one of the five values, so each value's run of quantiles is known"
+    runs = [mid_rank_cdf(v) for v in range(5)]
+    assert runs[0][1] == 0 and runs[4][2] == 999 and all(runs[v][2] + 1 == runs[v + 1][1] for v in range(4))
+    q = QuantileNormalize().fit_state(five_valued(np.float64))[0]
+    np.testing.assert_array_equal(q, np.repeat(np.arange(5.), [r[2] - r[1] + 1 for r in runs]))
+    # about the middle of each fifth, as a mid-rank should be: 199/1998 for the 0s
+    assert runs[0][0] == Fraction(199, 1998)
+    np.testing.assert_allclose([float(r[0]) for r in runs], [.1, .3, .5, .7, .9], atol=5e-4)
+
+@pytest.mark.parametrize('dtype', [np.float32, np.float64])
+@pytest.mark.parametrize('output', ['normal', 'uniform'])
+@pytest.mark.parametrize('n_values', [7, _MIN_VALUES + 3])                      # np.interp, and the table
+def test_tied_ends_get_their_mid_rank(dtype, output, n_values):
+    "Issue 18: the 0s and 4s went to -+5.2 in float64, and in float32 the 0s to -5.2 but the 4s to +1.31"
+    q = QuantileNormalize().fit_state(five_valued(dtype))[0]
+    proc = QuantileNormalize.from_stats({'c': q}, output_distribution=output)
+    cdf = np.array([float(mid_rank_cdf(v)[0]) for v in range(5)])
+    expected = special.ndtri(cdf) if output == 'normal' else cdf
+    x = np.resize(np.r_[np.arange(5.), -1., 5.], n_values).astype(dtype)        # and one value beyond each end
+    codes = proc.encode_column('c', x)
+    ends = [-NORMAL_END, NORMAL_END] if output == 'normal' else [0., 1.]
+    np.testing.assert_allclose(codes[:7], np.r_[expected, ends], rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(codes, np.resize(codes[:7], n_values))
+    if output == 'normal': assert codes[0] == -codes[4] and abs(codes[0]) < 1.3    # symmetric: the same |c|, in both dtypes
+    else: assert abs(float(codes[0]) + float(codes[4]) - 1) <= np.spacing(np.float32(.9))
+    # a tied end's code decodes to the tied value; beyond the ends, to the ends
+    np.testing.assert_array_equal(proc.decode_column('c', codes[:7].astype(np.float64)), [0., 1., 2., 3., 4., 0., 4.])
+
+def test_tied_ends_through_tabular_pandas_in_float32():
+    "fastai hands procs float32 columns (reduce_memory): the 4s encode as the 0s, mirrored; the ends decode exactly"
+    rng = np.random.default_rng(6)
+    df = pd.DataFrame({'k': np.tile(np.arange(5.), 400), 'ln': rng.lognormal(3, 2, 2000), 'y': 0.})
+    to = TabularPandas(df, procs=[QuantileNormalize], cont_names=['k', 'ln'], y_names='y')
+    proc = the_proc(to)
+    assert proc.dtypes == {'k': np.float32, 'ln': np.float32}
+    codes = to.items['k'].to_numpy()
+    np.testing.assert_allclose(codes[:5], special.ndtri([float(mid_rank_cdf(v)[0]) for v in range(5)]), rtol=0, atol=1e-6)
+    assert codes[0] == -codes[4]
+    decoded = to.procs.decode(to.new(to.items.copy())).items
+    np.testing.assert_array_equal(decoded['k'], df['k'])
+    ln = df['ln'].to_numpy(np.float32)
+    assert decoded['ln'].iloc[ln.argmax()] == ln.max() and decoded['ln'].iloc[ln.argmin()] == ln.min()
+    new = encode_new(to, pd.DataFrame({'k': [-1., 9.], 'ln': [0., 1e9], 'y': 0.}))
+    np.testing.assert_allclose(new[['k', 'ln']].to_numpy(), [[-NORMAL_END] * 2, [NORMAL_END] * 2], atol=1e-6)
+    back = to.procs.decode(to.new(new.copy())).items
+    np.testing.assert_array_equal(back[['k', 'ln']].to_numpy(), [[0., ln.min()], [4., ln.max()]])
+
+@pytest.mark.parametrize('output', ['normal', 'uniform'])
+def test_tied_ends_are_where_we_differ_from_sklearn(table, output):
+    df, _, splits = table
+    conts = ['tied', 'counts', 'normal']          # 0..3 and Poisson counts are tied at their ends; a continuous column is not
+    to = fit(df, QuantileNormalize(output_distribution=output), conts, splits)
+    sk = QuantileTransformer(output_distribution=output).fit(df.iloc[splits[0]][conts])
+    x = df.iloc[splits[1]][conts].to_numpy()
+    ours, theirs = to.valid.conts[conts].to_numpy(), sk.transform(df.iloc[splits[1]][conts])
+    tied = np.stack([tied_ends(x[:, j], sk.quantiles_[:, j]) for j in range(3)], 1)
+    assert tied[:, 0].sum() > 200 and tied[:, 1].any() and not tied[:, 2].any()
+    # scikit-learn puts the tied ends at the ends of the output; ours stay strictly inside it
+    ends = (-NORMAL_END, NORMAL_END) if output == 'normal' else (0., 1.)
+    low = x == sk.quantiles_[0]
+    np.testing.assert_allclose(theirs[tied & low], ends[0]); np.testing.assert_allclose(theirs[tied & ~low], ends[1])
+    assert ((ours[tied] > ends[0] + .05) & (ours[tied] < ends[1] - .05)).all()
+    # everywhere else the same codes, interior ties included
+    assert ((x[:, 0] > 0) & (x[:, 0] < 3)).sum() > 200
+    np.testing.assert_allclose(ours[~tied], theirs[~tied], atol=1e-5)
+
+def wavelength(dtype, seed=0):
+    "A wavelength in metres, uniform over visible light [4e-7, 7e-7] m, 2,000 rows"
+    return np.random.default_rng(seed).uniform(4e-7, 7e-7, 2000).astype(dtype)
+
+def codes_of(x, output='normal', table=False):
+    "Codes of the training column `x`, and its quantiles; `table`: encoded three times over, through `_QuantileCDF`'s table"
+    q = QuantileNormalize().fit_state(x)[0]
+    proc = QuantileNormalize.from_stats({'c': q}, output_distribution=output)
+    if not table: return proc.encode_column('c', x), q
+    assert 3 * len(x) >= _MIN_VALUES
+    return proc.encode_column('c', np.tile(x, 3))[:len(x)], q
+
+@pytest.mark.parametrize('dtype', [np.float32, np.float64])
+def test_a_column_in_small_units_encodes_like_any_other(dtype):
+    "Issue 18: a wavelength in metres sent 2/3 of its values to +-5.2 (float64; std 4.27) or was taken for a constant (float32)"
+    x = wavelength(dtype)
+    codes, q = codes_of(x)
+    assert len(q) == 1000
+    assert abs(codes.std() - 1) < .02                                              # measured: 1.0099 in both dtypes
+    at_ends = np.abs(codes) == np.float32(NORMAL_END)
+    np.testing.assert_array_equal(np.flatnonzero(at_ends), np.sort([x.argmin(), x.argmax()]))   # the min and max only
+
+@pytest.mark.parametrize('table', [False, True])
+@pytest.mark.parametrize('output', ['normal', 'uniform'])
+def test_codes_do_not_depend_on_the_unit_in_float64(output, table):
+    base, _ = codes_of(wavelength(np.float64), output, table)
+    for k in range(-9, 10):
+        scaled, _ = codes_of(wavelength(np.float64) * 10.**k, output, table)
+        # x * 10**k rounds each value by half a float64 ulp: the CDF moves ~1e-13, under a float32 ulp of the codes,
+        # so at most a rounding flip of the stored code
+        np.testing.assert_array_max_ulp(scaled, base, maxulp=1)
+
+@pytest.mark.parametrize('table', [False, True])
+@pytest.mark.parametrize('output', ['normal', 'uniform'])
+def test_codes_do_not_depend_on_the_unit_in_float32(output, table):
+    x = wavelength(np.float32)
+    base, q = codes_of(x, output, table)
+    # In float32, x * 10**k is a slightly different column: each value rounds by up to eps32/2 relative, and the
+    # quantiles with them. Rounding is monotone, so a value keeps its step [q[j], q[j+1]] among the quantiles and only
+    # its fraction f = (x - q[j]) / (q[j+1] - q[j]) moves: numerator and denominator by at most eps32 * max|x| each, so
+    # f by about 2 * eps32 * max|x| / gap at the smallest gap, and the CDF by that over n_quantiles - 1. Twice that:
+    tol = 4 * np.finfo(np.float32).eps * np.abs(q).max() / np.diff(q).min() / (len(q) - 1)
+    assert tol < 1e-4                                              # a tenth of a quantile step (1e-3): still sharp
+    # compared as probabilities: the normal codes' slope grows 1e6-fold from the middle to the clip; storing a code
+    # in float32 adds at most half its ulp times the normal density (<= 0.4), under 1e-7
+    prob = (lambda e: special.ndtr(e.astype(np.float64))) if output == 'normal' else (lambda e: e.astype(np.float64))
+    for k in range(-9, 10):
+        scaled, _ = codes_of((x.astype(np.float64) * 10.**k).astype(np.float32), output, table)
+        np.testing.assert_allclose(prob(scaled), prob(base), rtol=0, atol=tol + 1e-7)
+
+@pytest.mark.parametrize('k', [-12, -9, -3, 0, 3, 9, 12])
+def test_constant_columns_are_constant_relative_to_their_magnitude(k):
+    c = 5.5e-7 * 10.**k
+    noisy = (3 + np.random.default_rng(0).normal(size=50) * 1e-15) * 10.**k      # a few float64 ulps of noise: constant
+    assert len(QuantileNormalize().fit_state(noisy)[0]) == 1
+    proc = QuantileNormalize.from_stats({'c': QuantileNormalize().fit_state(np.full(50, c))[0]})
+    new = np.array([c, c * (1 + 1e-7), c * (1 - 1e-7), c * (1 + 1e-3), c * (1 - 1e-3), 0.])
+    # within float32 rounding of the constant (1e-7 relative): the constant; a thousandth off: another value, at an end
+    stored = proc.encode_column('c', new).astype(np.float32)                    # as `encodes` stores it
+    np.testing.assert_array_equal(stored, np.float32([0, 0, 0, NORMAL_END, -NORMAL_END, -NORMAL_END]))
+
+@pytest.mark.parametrize('dtype', [np.float32, np.float64])
+@pytest.mark.parametrize('output', ['normal', 'uniform'])
+def test_ends_and_beyond_decode_to_the_training_ends_exactly(dtype, output):
+    "Issue 18: on a log-normal column the training maximum and 1e9 both decoded to a value short of the maximum"
+    x = np.random.default_rng(5).lognormal(3, 2, 5000).astype(dtype)
+    proc = QuantileNormalize.from_stats({'c': QuantileNormalize().fit_state(x)[0]}, output_distribution=output)
+    q = proc.quantiles['c']
+    lo, hi = x.min(), x.max()
+    new = np.array([lo, hi, 0., -1e9, 1e9, np.nextafter(lo, -np.inf), np.nextafter(hi, np.inf)], dtype)
+    codes = proc.encode_column('c', new)
+    e0, e1 = (-NORMAL_END, NORMAL_END) if output == 'normal' else (0., 1.)
+    np.testing.assert_array_equal(codes, np.float32([e0, e1, e0, e0, e1, e0, e1]))
+    ends = np.array([lo, hi, lo, lo, hi, lo, hi], np.float64)
+    np.testing.assert_array_equal(proc.decode_column('c', codes.astype(np.float64)), ends)
+    # the unrounded end codes, and anything beyond them, too
+    np.testing.assert_array_equal(proc.decode_column('c', np.array([e0, e1, e0 - 1, e1 + 1, -1e30, 1e30])), [lo, hi] * 3)
+    if output == 'normal':   # the interpolation alone lands short of the maximum at the stored end code: what was decoded
+        short = np.interp(special.ndtr(np.float64(np.float32(NORMAL_END))), np.linspace(0, 1, len(q)), q)
+        assert short < hi and q[-2] < hi
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(train=hnp.arrays(np.float64, st.integers(2, 200), elements=st.floats(-1e6, 1e6) | st.sampled_from([-3., 0., 2.5, 1e-8, -1e-9])),
+       where=st.lists(st.floats(0, 1), min_size=1, max_size=50), n_quantiles=st.integers(2, 300), float32=st.booleans(),
+       output=st.sampled_from(['normal', 'uniform']), table=st.booleans())
+def test_values_inside_the_training_range_take_an_end_code_only_where_their_cdf_is_there(train, where, n_quantiles, float32,
+                                                                                        output, table):
+    dtype = np.float32 if float32 else np.float64
+    train = train.astype(dtype)
+    q = QuantileNormalize(n_quantiles=n_quantiles).fit_state(train)[0]
+    assume(len(q) > 1)
+    # values strictly inside the training range: the training values, points spread over it, the neighbours of its ends
+    x = np.r_[train, q[0] + np.array(where) * (q[-1] - q[0]), np.nextafter(dtype(q[0]), dtype(np.inf)),
+              np.nextafter(dtype(q[-1]), dtype(-np.inf))].astype(dtype)
+    x = x[(x > q[0]) & (x < q[-1])]
+    assume(len(x))
+    if table: x = np.resize(x, _MIN_VALUES)
+    codes = QuantileNormalize.from_stats({'c': q}, output_distribution=output).encode_column('c', x)
+    p = interp_reference(x.astype(np.float64), q)
+    if output == 'normal':
+        # an end code only where the CDF's normal quantile is at or beyond the clip (up to float32 rounding of the code)
+        end = np.abs(codes) == np.float32(NORMAL_END)
+        with np.errstate(divide='ignore'): assert (np.abs(special.ndtri(p[end])) >= NORMAL_END - 5e-7).all()
+    else:
+        end = (codes == 0) | (codes == 1)
+        assert np.isin(p[end].astype(np.float32), [0, 1]).all()
 
 
 # ---- properties -----------------------------------------------------------------------------------------------
