@@ -3,7 +3,7 @@
 # %% ../nbs/05_loader.ipynb #8b08c3cf
 from __future__ import annotations
 import itertools
-import numpy as np, torch
+import numpy as np, pandas as pd, torch
 from fasttransform.transform import Pipeline
 from fastai.data.core import DataLoaders
 from fastai.tabular.core import TabularPandas, TabDataLoader, TabWeightedDL, ReadTabBatch
@@ -25,15 +25,19 @@ class TensorTabDataLoader(TabDataLoader):
         idxs = self.get_idxs()
         if not hasattr(idxs, '__len__'): idxs = list(itertools.islice(idxs, self.n))   # e.g. `show_batch(unique=True)`
         torch.empty((), dtype=torch.int64).random_()
-        cols, post = self.tensors(), self._after_read()
-        idx = torch.as_tensor(np.asarray(idxs, dtype=np.int64)).to(cols[0].device, non_blocking=True)
-        bs = self.bs
-        for i in range(len(self)):
-            b = idx[i*bs:(i+1)*bs]
-            # [n_columns, n] storage indexed along dim 1, then transposed: a column-major [bs, n_columns] batch, the
-            # layout of fastai's batches (pandas keeps columns contiguous), so the model computes exactly the same numbers
-            res = tuple(c.index_select(1, b).t() for c in cols)
-            yield res if post is None else post(res)
+        # No batch at all (no rows, e.g. `test_dl(df.iloc[:0])`, or fewer than `bs` with `drop_last`): fastai's loader then
+        # reads nothing from its dataset, so neither do we (its empty frame is not even encoded: procs skip zero rows)
+        n_batches = len(self)
+        if n_batches:
+            cols, post = self.tensors(), self._after_read()
+            idx = torch.as_tensor(np.asarray(idxs, dtype=np.int64)).to(cols[0].device, non_blocking=True)
+            bs = self.bs
+            for i in range(n_batches):
+                b = idx[i*bs:(i+1)*bs]
+                # [n_columns, n] storage indexed along dim 1, then transposed: a column-major [bs, n_columns] batch, the
+                # layout of fastai's batches (pandas keeps columns contiguous), so the model computes exactly the same numbers
+                res = tuple(c.index_select(1, b).t() for c in cols)
+                yield res if post is None else post(res)
         self.after_iter()
         if hasattr(self, 'it'): del self.it
 
@@ -41,8 +45,9 @@ class TensorTabDataLoader(TabDataLoader):
         "The whole encoded dataset as `ReadTabBatch` makes a batch, (cats, conts[, ys]), each stored [n_columns, n_rows]"
         ts, dev = self._tensors, self._device_for_tensors()
         if ts is None:
-            if self.bs is None: raise ValueError("TensorTabDataLoader needs a batch size, not bs=None")
-            ts = self._tensors = tuple(t.to(dev).t().contiguous() for t in self._read()(self.dataset))
+            if self.bs is None: raise ValueError("TensorTabDataLoader needs a batch size, not bs=None (fastai's TabDataLoader "
+                                                 "cannot make unbatched rows either: it fails on the first one)")
+            ts = self._tensors = tuple(t.to(dev).t().contiguous() for t in self._read()(_readable(self.dataset)))
         elif dev is not None and ts[0].device != torch.device(dev):   # `device` was assigned directly, not through `to`
             ts = self._tensors = tuple(t.to(dev) for t in ts)
         return ts
@@ -77,6 +82,14 @@ class TensorTabDataLoader(TabDataLoader):
         state = dict(self.__dict__)
         state.pop('_tensors', None)
         return state
+
+def _readable(to):
+    "`to`, or if it has no rows, `to` with its columns that are not floats as int64, so that `ReadTabBatch` can read it"
+    # procs leave zero rows unencoded: text stays text, and text or bool columns next to int ones make object arrays
+    df = to.items
+    if len(df): return to
+    other = {c: np.int64 for c in df.columns if not pd.api.types.is_float_dtype(df[c].dtype)}
+    return to.new(df.astype(other)) if other else to
 
 # %% ../nbs/05_loader.ipynb #e64939f4
 class TensorTabWeightedDL(TensorTabDataLoader, TabWeightedDL):

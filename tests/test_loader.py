@@ -1,5 +1,5 @@
 "`TensorTabDataLoader`: the same batches as fastai's loaders, and the fastai tabular API on top of it."
-import io, pickle, warnings
+import io, pickle, re, warnings
 from contextlib import redirect_stdout
 import numpy as np, pandas as pd, pytest, torch
 
@@ -266,3 +266,115 @@ def test_parameter_monitor_records_the_same():
     assert a.n_records == b.n_records == 2 * len(ours.dls.train) + 1
     for x, y in [(a.weights, b.weights), (a.grads[1:], b.grads[1:]), (a.lrs[1:], b.lrs[1:])]: assert torch.equal(x, y)
     pd.testing.assert_frame_equal(a.raw_weights(), b.raw_weights())
+
+
+# ---- fastai's edges: zero rows, one row, partial batches, ... -------------------------------------------------------
+# Each edge runs on a learner trained with fastai's loader and on one trained with ours (the same model, see
+# `test_training_is_identical`), and must give the same results: types, shapes, dtypes and values. Where fastai fails,
+# ours fails the same way, or with a clearer message (`CLEARER`).
+SETUPS = {'regression': dict(), 'classification': dict(task='classification'),
+          'no categorical columns': dict(cats=(), conts=('a', 'c')),      # no NaN in a, c: no FillMissing `_na` column either
+          'no continuous columns': dict(cats=('kind',), conts=())}
+PAIRS = {'TabDataLoader': (TabDataLoader, TensorTabDataLoader), 'TabWeightedDL': (TabWeightedDL, TensorTabWeightedDL)}
+
+_trained = {}
+def trained(setup, pair):
+    "(fastai's learner, ours, the raw frame), trained once per module"
+    if (setup, pair) not in _trained:
+        kw = SETUPS[setup]
+        to, df = make_to(**kw)
+        _trained[setup, pair] = (*(learner(to, t, kw.get('task', 'regression'), epochs=1) for t in PAIRS[pair]), df)
+    return _trained[setup, pair]
+
+def _show(dl, **kwargs):
+    shown = []
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(ftc, 'display_df', shown.append)
+        dl.show_batch(**kwargs)
+    return shown
+
+EDGES = {
+    'zero rows: get_preds': lambda l, df: l.get_preds(dl=l.dls.test_dl(df.iloc[:0])),
+    'zero rows: get_preds without targets': lambda l, df: l.get_preds(dl=l.dls.test_dl(df.iloc[:0].drop(columns=['y', 'label']))),
+    'zero rows: with_decoded, with_input, with_loss': lambda l, df: l.get_preds(dl=l.dls.test_dl(df.iloc[:0]), with_decoded=True,
+                                                                                with_input=True, with_loss=True),
+    'zero rows: iterate': lambda l, df: list(l.dls.test_dl(df.iloc[:0])),
+    'zero rows: one_batch': lambda l, df: l.dls.test_dl(df.iloc[:0]).one_batch(),
+    'zero rows: show_batch': lambda l, df: _show(l.dls.test_dl(df.iloc[:0])),
+    'zero rows: validate': lambda l, df: l.validate(dl=l.dls.test_dl(df.iloc[:0])),
+    'zero rows, bs=None': lambda l, df: list(l.dls.test_dl(df.iloc[:0], bs=None)),
+    'one row: get_preds': lambda l, df: l.get_preds(dl=l.dls.test_dl(df.iloc[:1]), with_decoded=True, with_input=True),
+    'one row: iterate': lambda l, df: list(l.dls.test_dl(df.iloc[:1])),
+    'one row: show_batch': lambda l, df: _show(l.dls.test_dl(df.iloc[:1])),
+    'predict': lambda l, df: l.predict(df.drop(columns='y').iloc[3]),
+    'rows < bs': lambda l, df: list(l.dls.test_dl(df.iloc[:5])),
+    'rows == bs': lambda l, df: list(l.dls.test_dl(df.iloc[:16])),
+    'rows not a multiple of bs': lambda l, df: l.get_preds(dl=l.dls.test_dl(df.iloc[:37]), with_input=True),
+    'drop_last': lambda l, df: list(l.dls.test_dl(df.iloc[:37], drop_last=True)),
+    'drop_last, rows < bs: no batch': lambda l, df: list(l.dls.test_dl(df.iloc[:5], drop_last=True)),
+    'shuffle': lambda l, df: list(l.dls.test_dl(df.iloc[:37], shuffle=True)),
+    'shuffle, drop_last, bs 7': lambda l, df: list(l.dls.test_dl(df.iloc[:37], shuffle=True, drop_last=True, bs=7)),
+    'training epoch': lambda l, df: list(l.dls.train),
+    'show_batch': lambda l, df: _show(l.dls, max_n=4),
+    'bs=None': lambda l, df: list(l.dls.test_dl(df.iloc[:5], bs=None)),
+}
+CLEARER = {'bs=None': (ValueError, r"needs a batch size, not bs=None \(fastai's TabDataLoader cannot")}
+
+def run_edge(edge, learn, df):
+    "The edge's result, or the exception it raised; torch's and fastai's seeds set first, so shuffling draws alike"
+    set_seed(11)
+    try:
+        with learn.no_bar(), learn.no_logging(): return EDGES[edge](learn, df)
+    except Exception as e: return e
+
+def assert_same_result(ref, ours, where='result'):
+    if isinstance(ref, torch.Tensor):
+        assert type(ref) is type(ours), where
+        assert (ref.dtype, ref.shape, ref.device) == (ours.dtype, ours.shape, ours.device), where
+        assert torch.equal(ref, ours), where
+    elif isinstance(ref, (tuple, list)):        # also fastcore's L
+        assert type(ref) is type(ours) and len(ref) == len(ours), f"{where}: {ref!r} vs {ours!r}"
+        for i, (a, b) in enumerate(zip(ref, ours)): assert_same_result(a, b, f"{where}[{i}]")
+    elif isinstance(ref, pd.DataFrame): pd.testing.assert_frame_equal(ref, ours, obj=where)
+    elif isinstance(ref, TabularPandas): pd.testing.assert_frame_equal(ref.items, ours.items, obj=where)
+    else: assert type(ref) is type(ours) and (ref == ours or ref is ours), f"{where}: {ref!r} vs {ours!r}"
+
+@pytest.mark.parametrize('edge', list(EDGES))
+@pytest.mark.parametrize('pair', list(PAIRS))
+@pytest.mark.parametrize('setup', list(SETUPS))
+def test_fastai_edges_give_fastai_results(setup, pair, edge):
+    ref_learn, learn, df = trained(setup, pair)
+    assert type(learn.dls.valid) is PAIRS[pair][1]
+    ref, ours = run_edge(edge, ref_learn, df), run_edge(edge, learn, df)
+    if isinstance(ref, Exception):
+        assert isinstance(ours, Exception), f"fastai raised {ref!r}, ours returned {ours!r}"
+        if edge in CLEARER:
+            exc, match = CLEARER[edge]
+            assert isinstance(ours, exc) and re.search(match, str(ours)), repr(ours)
+        else: assert (type(ours), str(ours)) == (type(ref), str(ref))
+    else:
+        if isinstance(ours, Exception): raise ours
+        assert_same_result(ref, ours)
+
+def test_the_edges_say_what_fastai_does():
+    "The comparison above is only as good as its edges: these are the outcomes it compares against"
+    ref_learn, learn, df = trained('regression', 'TabDataLoader')
+    assert run_edge('zero rows: get_preds', learn, df) == (None, None)                   # fastai: no predictions, not empty tensors
+    assert run_edge('zero rows: iterate', learn, df) == [] == run_edge('drop_last, rows < bs: no batch', learn, df)
+    with pytest.raises(ValueError, match='does not contain any batches'): learn.dls.test_dl(df.iloc[:0]).one_batch()
+    assert [len(x) for x in run_edge('rows not a multiple of bs', learn, df)[0]] == [37, 37]   # the inputs: cats, conts
+    assert [len(b[0]) for b in run_edge('drop_last', learn, df)] == [16, 16]
+    assert [len(b[0]) for b in run_edge('one row: iterate', learn, df)] == [1]
+    assert isinstance(run_edge('bs=None', ref_learn, df), (TypeError, AttributeError))   # fastai fails on unbatched rows
+    clf = trained('classification', 'TabDataLoader')[1]
+    assert run_edge('one row: get_preds', clf, df)[1].shape == (1, 2)                    # class probabilities
+
+
+def test_tensors_of_an_empty_dataset():
+    "Zero rows make no batch; asked for, the tensors are empty ones of the batches' dtypes, one row per column"
+    to, df = make_to()
+    dl = tensor_dataloaders(to, bs=16).test_dl(df.iloc[:0])
+    assert list(dl) == [] and dl._tensors is None                     # iterating never read the (unencoded) empty frame
+    cats, conts, ys = dl.tensors()
+    assert (cats.shape, conts.shape, ys.shape) == ((3, 0), (3, 0), (1, 0))
+    assert (cats.dtype, conts.dtype) == (torch.int64, torch.float32)
