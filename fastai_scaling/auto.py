@@ -3,9 +3,10 @@
 # %% ../nbs/07_auto.ipynb #fcc3355a
 from __future__ import annotations
 import warnings
+from copy import copy
 import numpy as np, pandas as pd
 from fastai.tabular.core import Tabular
-from .core import ColumnScaler, AffineNormalize, column_values, check_finite, is_zero_spread, _check_claims
+from .core import ColumnScaler, AffineNormalize, column_values, check_finite, is_constant, _check_claims
 from .procs import StandardNormalize, RobustNormalize, MinMaxNormalize
 from .transforms import QuantileNormalize, PowerNormalize
 
@@ -29,7 +30,7 @@ def column_stats(x:np.ndarray, n_rows:int=None) -> dict:
     z = (s - mean) / std if std > 0 else np.zeros_like(s)
     uniques = np.flatnonzero(np.diff(s)) if len(s) > 1 else np.array([], int)
     n_unique = len(uniques) + 1
-    constant = is_zero_spread(hi - lo, np.float64, max(abs(lo), abs(hi)), len(s))
+    constant = is_constant(s)
     out.update(n_unique=n_unique, min=lo, max=hi, mean=mean, std=std,
                skewness=float((z**3).mean()) if std > 0 else 0., kurtosis=float((z**4).mean() - 3) if std > 0 else 0.,
                quartile_skewness=float((q3 + q1 - 2 * med) / iqr) if iqr > 0 else np.nan,
@@ -123,6 +124,18 @@ class AutoNormalize(ColumnScaler):
         _check_suggest_args(*(options[k] for k in list(_SUGGEST_DEFAULTS)[:6]))
         self.suggest_kwargs = suggest_kwargs
         self.choices, self.scalers = None, None
+        self.source_choices, self.source_scalers = None, None   # a preset's advice and scalers for every column it was fitted on
+
+    @classmethod
+    def from_choices(cls, choices:pd.DataFrame, scalers:dict, **kwargs):
+        "A preset proc: `scalers` ({scaler name: preset proc}) fitted on the columns of `choices` (a `suggest_scalers` table), applied as it says"
+        auto = cls(**kwargs)
+        for name, s in choices['scaler'].items():
+            if s not in scalers or name not in scalers[s].fitted_columns():
+                raise ValueError(f"AutoNormalize.from_choices: column {name!r} is advised {s!r}, and `scalers` has no fitted {s} for it")
+        auto.source_choices, auto.source_scalers = choices, scalers   # kept whole: it may be set up again on other columns
+        auto.choices, auto.scalers, auto.preset = choices, scalers, True
+        return auto
 
     def setups(self, to:Tabular):
         names = self.columns(to)
@@ -130,14 +143,17 @@ class AutoNormalize(ColumnScaler):
         self.setup_columns(to, names)
 
     def setup_columns(self, to, names):
-        if self.preset:   # `from_data`: choices and statistics come from the whole source; check they cover `names`
-            unknown = [n for n in names if n not in self.choices.index]
+        if self.preset:
+            # `from_data`: choices and statistics come from the whole source, often for more columns than `names` (by default
+            # every numeric column, the target included). As every preset, use those of `names` and ignore the rest; the
+            # sub-scalers get only `names`' columns, or they would claim (and refuse) columns that are not continuous here
+            unknown = [n for n in names if n not in self.source_choices.index]
             if unknown: raise ValueError(f"AutoNormalize.from_data has no statistics for columns {unknown}")
-            for proc in self.scalers.values(): proc.setup_columns(to, proc.cols)
-            self.dtypes = {n: column_values(to.items[n].iloc[:0], n).dtype for n in names}
-            return
-        self.choices = suggest_scalers(to.items, names, **self.suggest_kwargs)
-        self.scalers = _sub_scalers(self.choices)
+            self.choices = self.source_choices.loc[names]
+            self.scalers = {s: _restricted(self.source_scalers[s], rows.index.tolist()) for s, rows in self.choices.groupby('scaler', sort=False)}
+        else:
+            self.choices = suggest_scalers(to.items, names, **self.suggest_kwargs)
+            self.scalers = _sub_scalers(self.choices)
         for proc in self.scalers.values(): proc.setup_columns(to, proc.cols)
         self.dtypes = {n: column_values(to.items[n].iloc[:0], n).dtype for n in names}
 
@@ -171,6 +187,15 @@ def _sub_scalers(choices:pd.DataFrame) -> dict:
     "{scaler name: an unfitted proc for the columns `choices` gives it}, in the table's order"
     # 'none' columns still go through the shared checks (numbers, no inf) and are stored as float32, unchanged
     return {s: (_Unscaled if s == 'none' else SCALER_PROCS[s])(cols=rows.index.tolist()) for s, rows in choices.groupby('scaler', sort=False)}
+
+def _restricted(proc:ColumnScaler, names:list) -> ColumnScaler:
+    "A copy of the preset `proc` that scales the columns `names` only, and holds only their statistics"
+    p = copy(proc)
+    p.cols = list(names)
+    for attr in p.state_names + p.info_names:
+        values = getattr(proc, attr)
+        setattr(p, attr, None if values is None else {n: values[n] for n in names})
+    return p
 
 class _Unscaled(AffineNormalize):
     "The identity, on the shared base: what `AutoNormalize` applies to the columns advised 'none'"

@@ -8,7 +8,7 @@ from copy import copy   # a module named `copy` would be shadowed by fastai's st
 from pathlib import Path
 from typing import NamedTuple
 import numpy as np, pandas as pd
-from .core import _CHUNK_ROWS, ColumnScaler, AffineNormalize, column_values, check_finite, is_zero_spread, handle_zero_spread
+from .core import _CHUNK_ROWS, ColumnScaler, AffineNormalize, column_values, check_finite, is_zero_spread, handle_zero_spread, fallback_percentiles
 from .procs import RobustNormalize, MinMaxNormalize, StandardNormalize
 from .drift import DriftNormalize, Moments, moments, merge_moments
 from .transforms import QuantileNormalize, PowerNormalize
@@ -625,16 +625,21 @@ _SUMMARY_FUNCS = {np.percentile: _sf_percentile, np.quantile: _sf_quantile, np.m
                   np.amin: lambda a, *args, **kwargs: _col(a).min(), np.amax: lambda a, *args, **kwargs: _col(a).max()}
 
 # %% ../nbs/08_scale.ipynb #974c3b0b
+def _fallback(p) -> list:
+    "The percentiles `wider_quantile_range` reads when `p`'s own pair coincides (a zero-inflated column)"
+    return [q for pair in fallback_percentiles((p.q_lo, p.q_hi)) for q in pair]
+
 SUMMARY_STATS = {
-    RobustNormalize: lambda p: dict(percentiles=[p.q_lo, 50., p.q_hi], moments=False),
-    MinMaxNormalize: lambda p: dict(percentiles=[] if p.quantile_range is None else [p.q_lo, p.q_hi], moments=False),
+    RobustNormalize: lambda p: dict(percentiles=[p.q_lo, 50., p.q_hi], fallback=_fallback(p), moments=False),
+    MinMaxNormalize: lambda p: dict(percentiles=[] if p.quantile_range is None else [p.q_lo, p.q_hi],
+                                    fallback=[] if p.quantile_range is None else _fallback(p), moments=False),
 }
 
 def summary_stats(proc) -> dict:
-    "What the `fit_column` of affine scaler `proc` reads beyond count, min and max: `percentiles` (of `np.percentile`) and whether it needs `moments` (mean, std)"
+    "What the `fit_column` of affine scaler `proc` reads beyond count, min and max: `percentiles` (of `np.percentile`), `fallback` percentiles (read with method='inverted_cdf' where its own spread is zero) and whether it needs `moments` (mean, std)"
     for cls in type(proc).__mro__:
-        if cls in SUMMARY_STATS: return {'percentiles': [], 'moments': True, **SUMMARY_STATS[cls](proc)}
-    return dict(percentiles=[], moments=True)
+        if cls in SUMMARY_STATS: return {'percentiles': [], 'fallback': [], 'moments': True, **SUMMARY_STATS[cls](proc)}
+    return dict(percentiles=[], fallback=[], moments=True)
 
 # %% ../nbs/08_scale.ipynb #40729b33
 def _wrap_fit(owner, name, f, *args):
@@ -648,12 +653,16 @@ def _sketch_needs(exact, k) -> tuple:
 
 class _AffineFit:
     "Affine scalers: min and max, moments and the order statistics as `summary_stats` says"
-    def percentiles(self, proc): return summary_stats(proc)['percentiles']
+    def percentiles(self, proc):
+        st = summary_stats(proc)
+        return st['percentiles'] + st['fallback']
     def passes(self, proc, exact): return 2 if exact and self.percentiles(proc) else 1
     def needs(self, proc, exact, k, fit_sample):
         mom = summary_stats(proc)['moments']
         return _Needs(mom, *_sketch_needs(exact, k)) if self.percentiles(proc) else _Needs(mom)
-    def targets(self, proc, c1): return _needed_indexes(c1.n, self.percentiles(proc))
+    def targets(self, proc, c1):
+        st = summary_stats(proc)
+        return sorted(set(_needed_indexes(c1.n, st['percentiles'])) | set(_needed_indexes(c1.n, st['fallback'], method='inverted_cdf')))
     def request(self, src, proc, name, c1, exact):
         t = self.targets(proc, c1)
         return _Req(intervals=tuple(_brackets(c1, t))) if exact and t else None
@@ -779,7 +788,9 @@ def _build(cls, states:dict, names:list, kwargs:dict):
     "A preset `cls` from {column: state tuple} (DriftNormalize: (state, reference)), through the base's `from_state`"
     refs = None
     if issubclass(cls, DriftNormalize): refs, states = {n: s[1] for n, s in states.items()}, {n: s[0] for n, s in states.items()}
-    proc = cls.from_state({attr: {n: states[n][i] for n in names} for i, attr in enumerate(cls.state_names)}, **kwargs)
+    # a state may carry how each column was fitted after its values (`info_names`, e.g. the affine `spread_rules`)
+    attrs = [a for i, a in enumerate(cls.state_names + cls.info_names) if all(len(states[n]) > i for n in names)]
+    proc = cls.from_state({attr: {n: states[n][i] for n in names} for i, attr in enumerate(attrs)}, **kwargs)
     if refs is not None: proc.source_reference = {key: {n: refs[n][key] for n in names} for key in refs[names[0]]}
     return proc
 
@@ -833,6 +844,4 @@ def _auto_from_data(cls, proc, src, names, exact, k, fit_sample, kwargs):
     for s, p in subs.items():
         fam = _family_of(type(p))
         scalers[s] = _build(type(p), {n: fam.state(src, p, n, c1s[n], reqs[n], c2s.get(n), exact) for n in p.cols}, p.cols, dict(cols=p.cols))
-    auto = cls(**kwargs)
-    auto.choices, auto.scalers, auto.preset = table, scalers, True
-    return auto
+    return cls.from_choices(table, scalers, **kwargs)

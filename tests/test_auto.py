@@ -144,6 +144,24 @@ def test_auto_with_cols_composes_with_other_scalers(mixed):
     assert to.procs.auto_normalize.choices.index.tolist() == ['price', 'pct']
     np.testing.assert_array_equal(to.items['visits'], df.loc[to.items.index, 'visits'])   # claimed by nobody: unchanged
 
+def test_from_choices_is_a_preset_that_scales_only_the_data_columns(mixed):
+    "A preset (what `from_data` builds) set up on fewer continuous columns than it has advice for uses theirs, like any preset"
+    df, conts, splits = mixed
+    full = TabularPandas(df, procs=[AutoNormalize(warn=False)], cont_names=conts, y_names='y', splits=splits, reduce_memory=False)
+    fitted = full.procs.auto_normalize
+    preset = AutoNormalize.from_choices(fitted.choices, fitted.scalers)
+    assert preset.preset and preset.choices.index.tolist() == conts
+    to = TabularPandas(df, procs=[preset], cont_names=['price', 'temp'], y_names='y', splits=splits, reduce_memory=False)
+    assert preset.choices.index.tolist() == ['price', 'temp'] and list(preset.scalers) == ['PowerNormalize', 'StandardNormalize']
+    assert preset.scaler_of('price').cols == ['price'] and preset.scaler_of('price').fitted_columns() == ['price']
+    for c in ['price', 'temp']: np.testing.assert_array_equal(to.items[c], full.items[c])       # the statistics it was given
+    np.testing.assert_array_equal(to.items['pct'], df.loc[to.items.index, 'pct'])             # not a continuous column here
+    with pytest.raises(ValueError, match=r"has no statistics for columns \['extra'\]"):
+        TabularPandas(df.assign(extra=1.), procs=[preset], cont_names=['price', 'extra'], y_names='y')
+    no_power = {k: v for k, v in fitted.scalers.items() if k != 'PowerNormalize'}
+    with pytest.raises(ValueError, match=r"column 'price' is advised 'PowerNormalize', and `scalers` has no fitted PowerNormalize"):
+        AutoNormalize.from_choices(fitted.choices, no_power)
+
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_auto_never_turns_finite_training_data_into_nan_or_inf(data):

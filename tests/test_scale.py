@@ -10,6 +10,7 @@ from fastai_scaling.procs import RobustNormalize, MinMaxNormalize, StandardNorma
 from fastai_scaling.drift import DriftNormalize, moments
 from fastai_scaling.transforms import QuantileNormalize, PowerNormalize
 from fastai_scaling.auto import AutoNormalize, suggest_scalers, mixed_table
+from scalers import SCALERS
 
 warnings.filterwarnings('ignore', message='The given NumPy array is not writable')
 dd = pytest.importorskip('dask.dataframe')
@@ -301,6 +302,72 @@ def test_auto_normalize_from_data(tmp_path, kind):
         np.testing.assert_allclose(small.choices[col], mem_choices[col], rtol=1e-9, atol=1e-12, err_msg=col)
 
 
+# ---------------------------------------------------------------- statistics of more columns than the data's cont_names
+
+def plain_df(n, seed):
+    "`make_df` with 'a' on a unit scale: every scaler can fit every column (unstandardized powers of 1e4 overflow float32)"
+    df = make_df(n, seed=seed)
+    df['a'] = (df['a'] - 1e4) * 100
+    return df
+
+def options(name):
+    "(class, keyword options) of the proc `SCALERS[name]` makes: its factory, called with a recorder in the class's place"
+    make = SCALERS[name]
+    cls, space = type(make()), make.__globals__
+    space[cls.__name__] = lambda **kw: kw
+    try: return cls, make()
+    finally: space[cls.__name__] = cls
+
+@pytest.mark.parametrize('name', list(SCALERS))
+def test_every_scaler_fitted_on_every_numeric_column_scales_fewer_cont_names(name):
+    "`from_data(df)` fits every numeric column, the target included; a TabularPandas with fewer cont_names uses only theirs"
+    cls, kw = options(name)
+    df = plain_df(600, seed=20)
+    proc = cls.from_data(df, **kw)
+    assert proc.fitted_columns() == ['a', 'b', 'c', 'y']
+    to = TabularPandas(df, procs=[proc], cont_names=['b', 'c'], y_names='y', reduce_memory=False)
+    mem = TabularPandas(df, procs=[SCALERS[name]()], cont_names=['b', 'c'], y_names='y', reduce_memory=False)
+    np.testing.assert_allclose(to.items[['b', 'c']], mem.items[['b', 'c']], rtol=1e-6, atol=1e-6)
+    pd.testing.assert_series_equal(to.items['a'], df['a'])                  # fitted, but not a continuous column here: untouched
+    pd.testing.assert_series_equal(to.items['y'], df['y'])                  # nor the target
+    with pytest.raises(ValueError, match=r"has no statistics for columns \['z'\]"):   # a column it was not fitted on: named
+        TabularPandas(df.assign(z=1.), procs=[cls.from_data(df, ['a', 'b'], **kw)], cont_names=['a', 'z'], y_names='y')
+
+@pytest.mark.parametrize('kind', KINDS)
+@pytest.mark.parametrize('cls', [AutoNormalize, StandardNormalize, RobustNormalize])
+def test_every_source_kind_fitted_on_every_numeric_column_scales_fewer_cont_names(tmp_path, kind, cls):
+    df = plain_df(800, seed=21)
+    src = source(kind, df, [300, 550], str(tmp_path))
+    kw = dict(warn=False) if cls is AutoNormalize else {}
+    if kind == 'generator' and cls is not StandardNormalize:   # these read twice: a one-shot source is refused, as documented
+        with pytest.raises(ValueError, match='can be read only once'): cls.from_data(src, **kw)
+        return
+    proc = cls.from_data(src, **kw)
+    assert proc.fitted_columns() == ['a', 'b', 'c', 'y']
+    to = TabularPandas(df, procs=[proc], cont_names=['b', 'c'], y_names='y', reduce_memory=False)
+    mem = TabularPandas(df, procs=[cls(**kw)], cont_names=['b', 'c'], y_names='y', reduce_memory=False)
+    np.testing.assert_allclose(to.items[['b', 'c']], mem.items[['b', 'c']], rtol=1e-6, atol=1e-6)
+    if cls is AutoNormalize:
+        auto, mem_auto = to.procs.auto_normalize, mem.procs.auto_normalize
+        assert auto.choices.index.tolist() == ['b', 'c']                    # only the columns it scales
+        assert auto.choices['scaler'].tolist() == mem_auto.choices['scaler'].tolist()
+        assert sorted(c for p in auto.scalers.values() for c in p.cols) == ['b', 'c']
+        assert proc.source_choices.index.tolist() == ['a', 'b', 'c', 'y']   # the source's advice stays whole
+
+def test_auto_from_data_set_up_on_other_columns_and_its_own_cols():
+    df = plain_df(500, seed=22)
+    auto = AutoNormalize.from_data(df, warn=False)
+    TabularPandas(df, procs=[auto], cont_names=['b'], y_names='y')
+    assert auto.choices.index.tolist() == ['b']
+    to = TabularPandas(df, procs=[auto], cont_names=['a', 'b', 'c'], y_names='y', reduce_memory=False)   # set up again: all three
+    assert auto.choices.index.tolist() == ['a', 'b', 'c'] and all(auto.scaler_of(c).fitted_columns() == [c] for c in 'abc'
+                                                                  if auto.choices.loc[c, 'scaler'] != auto.choices.loc['b', 'scaler'])
+    np.testing.assert_allclose(to.items['c'], auto.scaler_of('c').encode_column('c', df['c'].to_numpy()).astype(np.float32))
+    # its own `cols` must still all be continuous columns of the data
+    with pytest.raises(ValueError, match=r"AutoNormalize\(cols=...\): \['c'\] are not continuous columns"):
+        TabularPandas(df, procs=[AutoNormalize.from_data(df, cols=['a', 'c'], warn=False)], cont_names=['a', 'b'], y_names='y')
+
+
 # ---------------------------------------------------------------- DriftNormalize: the reference of the whole source
 
 def test_drift_reference_from_the_source():
@@ -521,3 +588,33 @@ def test_parameter_monitor_under_ddp_gloo(tmp_path):
     assert r0['biases'] is None and r1['biases'] is None               # layers=[8] with batchnorm: fastai's Linear has no bias
     assert torch.equal(r0['iters'], r1['iters'])
     pd.testing.assert_frame_equal(r0['raw'], r1['raw'])
+
+
+# ---------------------------------------------------------------- zero-inflated columns (issue 18.4)
+
+def zero_inflated_df(n=3000, seed=7):
+    "Columns whose inter-quartile range is 0 but that are not constant, with NaN, as real tables have them"
+    r = np.random.default_rng(seed)
+    df = pd.DataFrame({'pool': np.where(r.random(n) < 0.996, 0., r.uniform(300, 17_000, n)),     # even the 1-99 range is 0
+                       'misc': np.where(r.random(n) < 0.85, 0., r.uniform(50, 15_500, n)),       # a wider percentile pair
+                       'const': 4.})
+    df.loc[r.random(n) < 0.05, 'misc'] = np.nan
+    df['y'] = r.normal(size=n)
+    return df
+
+ZERO_NAMES = ['pool', 'misc', 'const']
+ZERO_VARIANTS = [(RobustNormalize, {}), (RobustNormalize, dict(unit_variance=True)), (MinMaxNormalize, dict(quantile_range=(25, 75))),
+                 (MinMaxNormalize, dict(quantile_range=(10, 90)))]
+
+# (a one-shot generator cannot give the exact fit's second pass: `test_one_shot_sources_and_two_passes`)
+@pytest.mark.parametrize('kind', [k for k in KINDS if k != 'generator'])
+@pytest.mark.parametrize('cls,kw', ZERO_VARIANTS, ids=[f'{c.__name__}{k}' for c, k in ZERO_VARIANTS])
+def test_zero_spread_fallback_from_every_source_equals_in_memory(tmp_path, kind, cls, kw):
+    df = zero_inflated_df()
+    proc = cls.from_data(source(kind, df, [900, 2000], tmp_path / 'pq'), ZERO_NAMES, **kw)
+    mem = in_memory(cls, df, ZERO_NAMES, **kw)
+    assert_state(proc, mem, ZERO_NAMES)                            # bit for bit, as every exact fit
+    assert proc.spread_rules == mem.spread_rules
+    assert 'are equal' in mem.spread_rules['pool']                 # every pair of the ladder is 0 there
+    assert ('are equal' in mem.spread_rules['misc']) == (kw.get('quantile_range') != (10, 90))   # 0 on 85%: the 90th is not
+    assert mem.spread_rules['const'] == 'constant: scale 1' and mem.scales['pool'] != 1 and mem.scales['misc'] != 1
