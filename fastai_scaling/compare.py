@@ -2,7 +2,7 @@
 
 # %% ../nbs/04_compare.ipynb #25de6054
 from __future__ import annotations
-import argparse, base64, html, io, os, platform, re, shlex, sys, time, warnings
+import base64, html, io, os, platform, re, sys, textwrap, time, warnings
 # Newer torch deprecates `torch.jit.script` with a FutureWarning (DeprecationWarning before), and fastai calls it twice
 # while it is imported: noise users of this command cannot act on. Hidden by its message, before fastai is imported
 # here and in the worker processes, which import this module before fastai too.
@@ -35,13 +35,13 @@ from .drift import DriftNormalize
 from .monitor import ParameterMonitor, _defined_events
 from .procs import StandardNormalize
 from .transforms import QuantileNormalize, PowerNormalize
-from .auto import AutoNormalize, suggest_scalers
+from .auto import AutoNormalize
 from .loader import TensorTabDataLoader
 
 # %% auto #0
 __all__ = ['SCALERS', 'DEFAULT_CHOICES', 'DATASETS', 'LOADERS', 'BatchNormInputs', 'CompareError', 'resolve_scalers',
-           'CompareData', 'seed_data', 'sklearn_data', 'csv_data', 'ScalerRun', 'compare_scalers', 'ScalerComparison',
-           'main']
+           'CompareData', 'seed_data', 'table_training', 'sklearn_data', 'csv_data', 'ScalerRun', 'compare_scalers',
+           'ScalerComparison']
 
 # %% ../nbs/04_compare.ipynb #84bcaba1
 class BatchNormInputs:
@@ -110,11 +110,13 @@ class CompareData:
     task: str = 'regression'             # 'regression' (MSE) or 'classification' (cross-entropy)
     true_weights: dict | None = None     # raw-unit weights and 'bias' that generated y, when known
     description: str = ''
+    training: dict = field(default_factory=dict)  # `compare_scalers` settings that suit this data (epochs, lr, bs, layers)
+    notes: list = field(default_factory=list)     # what reading the data changed or noticed (also at the end of `description`)
 
     def compare(self, **kwargs):
-        "`compare_scalers` on this data"
+        "`compare_scalers` on this data, with its `training` settings unless `kwargs` give others"
         return compare_scalers(self.df, self.y_name, self.cont_names, self.cat_names, task=self.task,
-                               true_weights=self.true_weights, **kwargs)
+                               true_weights=self.true_weights, **{**self.training, **kwargs})
 
 # %% ../nbs/04_compare.ipynb #84f384d6
 def seed_data(rows:int=200_000, n_features:int=10, seed:int=42) -> CompareData:
@@ -129,7 +131,16 @@ def seed_data(rows:int=200_000, n_features:int=10, seed:int=42) -> CompareData:
     true = {**{n: float(s) for n, s in zip(names, scale_amt)}, 'bias': 0.}
     desc = (f"synthetic (the seed experiment): {rows:,} rows, {n_features} uniform features in [0, 1), "
             f"y = x . scale_amt with scale_amt = {scale_amt.tolist()}")
-    return CompareData(df, 'y', names, [], 'regression', true, desc)
+    return CompareData(df, 'y', names, [], 'regression', true, desc, dict(_SEED_TRAINING))
+
+# the seed experiment's training, which `compare_scalers` also defaults to
+_SEED_TRAINING = dict(epochs=10, lr=10., bs=64, layers=[])
+
+def table_training(n_rows:int) -> dict:
+    "`compare_scalers` settings for a real table of `n_rows` rows: fastai's default MLP, Adam at 3e-3 for 30 epochs"
+    # batch size by size: enough steps per epoch on a small table, an epoch that does not take minutes on a large one
+    bs = 32 if n_rows < 2_000 else 64 if n_rows < 100_000 else 256
+    return dict(epochs=30, lr=3e-3, bs=bs, layers=[200, 100])
 
 # %% ../nbs/04_compare.ipynb #e8067158
 DATASETS = ('breast_cancer', 'diabetes')
@@ -148,7 +159,7 @@ def sklearn_data(name:str, rows:int|None=None, seed:int=42) -> CompareData:
     df = bunch.frame.rename(columns=lambda c: c.replace(' ', '_'))
     df = _subsample(df, rows, seed)
     conts = [c for c in df.columns if c != 'target']
-    return CompareData(df, 'target', conts, [], task, None, f"scikit-learn {name}: {len(df):,} rows, {what}")
+    return CompareData(df, 'target', conts, [], task, None, f"scikit-learn {name}: {len(df):,} rows, {what}", table_training(len(df)))
 
 def _subsample(df, rows, seed):
     if rows is None or rows >= len(df): return df.reset_index(drop=True)
@@ -180,8 +191,15 @@ def csv_data(path, y:str, cat_names=None, cont_names=None, task:str='regression'
     if cont_names is None:
         others = [c for c in df.columns if c != y and c not in cats]
         conts = [c for c in others if _numbers(df[c]) is not None]
-        if len(conts) < len(others):
-            texts = [c for c in others if c not in conts]
+        texts = [c for c in others if c not in conts]
+        dates = [c for c in texts if _date_like(df[c])]
+        texts = [c for c in texts if c not in dates]
+        if dates:   # one level per date, mostly unseen in validation: noise to a model, and a wide embedding
+            notes.append(f"date column{'s' if len(dates) > 1 else ''} left out of the inputs: {', '.join(dates)} (as a categorical, "
+                         f"every date would be a level of its own); to use {'them' if len(dates) > 1 else 'it'}, split "
+                         f"{'each' if len(dates) > 1 else 'it'} into parts (year, month, day of week, ...) with fastai's "
+                         f"add_datepart and pass the parts with --cont/--cat")
+        if texts:
             cats += texts
             notes.append(f"non-numeric columns used as categorical: {', '.join(texts)}")
             notes += [f"{c} looks numeric, but {_not_numbers(df[c])}: clean them to use {c} as continuous"
@@ -194,7 +212,7 @@ def csv_data(path, y:str, cat_names=None, cont_names=None, task:str='regression'
         notes.append(f"dropped {n_missing:,} rows with a missing target")
     df = _subsample(df, rows, seed)
     desc = f"{path.name}: {len(df):,} rows, target {y!r}" + ''.join(f"; {n}" for n in notes)
-    return CompareData(df, y, conts, cats, task, None, desc)
+    return CompareData(df, y, conts, cats, task, None, desc, table_training(len(df)), notes)
 
 def _is_number(col): return pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
 
@@ -216,6 +234,19 @@ def _mostly_numbers(col:pd.Series) -> bool:
     "Is `col` a text column at least half of whose values read as numbers?"
     if not (pd.api.types.is_object_dtype(col) or pd.api.types.is_string_dtype(col)) or not col.notna().any(): return False
     return pd.to_numeric(col, errors='coerce').notna().sum() >= 0.5 * col.notna().sum()
+
+def _date_like(col:pd.Series, sample:int=200) -> bool:
+    "Does `col` hold dates: a datetime dtype, or text 90% of whose distinct values (the first `sample`) read as dates?"
+    if pd.api.types.is_datetime64_any_dtype(col): return True
+    if not (pd.api.types.is_object_dtype(col) or pd.api.types.is_string_dtype(col)): return False
+    values = pd.Series(col.dropna().unique()[:sample]).astype(str)
+    if not len(values): return False
+    # a four-digit year or a clock time in every value: without it, codes such as '1-5' or '3a' would read as dates
+    if not values.str.contains(r'\d{4}|\d:\d\d').all(): return False
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')   # pandas warns when it cannot infer one format for all values
+        parsed = pd.to_datetime(values, errors='coerce', format='mixed')
+    return parsed.notna().mean() >= 0.9
 
 # %% ../nbs/04_compare.ipynb #7c075f71
 class _EpochLog(Callback):
@@ -269,6 +300,8 @@ class ScalerRun:
     iters: np.ndarray           # training iteration of each record
     raw_weights: pd.DataFrame   # `ParameterMonitor.raw_weights()`: final weights mapped to raw units
     seed: int = 42              # seed of the initial weights and the batch order (the split has its own, fixed)
+    embeddings: dict = field(default_factory=dict)  # embedding width of each categorical input, in the model's order
+    warnings: list = field(default_factory=list)    # (category, message) of each distinct warning raised while training
 
 # %% ../nbs/04_compare.ipynb #1e76a851
 LOADERS = {'tensor': TensorTabDataLoader, 'fastai': TabDataLoader}
@@ -313,7 +346,8 @@ def _train_choice(name, proc, df, y_name, cont_names, cat_names, splits, task, e
                      accuracy=values[:, 2] if task == 'classification' else None, epoch_time=np.array(log.times),
                      iter_loss=np.array([float(l) for l in learn.recorder.losses]), iters_per_epoch=len(dls.train),
                      weights=mon.weights.float().numpy(), biases=None if biases is None else biases.float().numpy(),
-                     iters=np.asarray(mon.iters), raw_weights=mon.raw_weights(), seed=seed)
+                     iters=np.asarray(mon.iters), raw_weights=mon.raw_weights(), seed=seed,
+                     embeddings={c: e.embedding_dim for c, e in zip(dls.cat_names, learn.model.embeds)})
 
 # %% ../nbs/04_compare.ipynb #0e9ce70a
 _QUEUE = None
@@ -326,11 +360,15 @@ def _run_job(job, report=None):
     "Train one choice on one thread, quietly; in a worker process, progress lines go to the parent's queue"
     if report is None and _QUEUE is not None: report = _QUEUE.put
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)   # a linear model at bs 64 is loop-bound: one thread per choice, choices in parallel
+    torch.set_num_threads(1)   # small models at small batches are loop-bound: one thread per choice, choices in parallel
     try:
-        with warnings.catch_warnings():
+        # recorded, not printed: a worker's stderr would show each warning raw, once per worker; `_warned` shows it once
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always', UserWarning)   # every run's, not only the first per code line and process
             warnings.filterwarnings('ignore', message='The given NumPy array is not writable')
-            return _train_choice(**job, report=report)
+            run = _train_choice(**job, report=report)
+        run.warnings = list(dict.fromkeys((w.category, _one_line(w.message)) for w in caught))
+        return run
     finally: torch.set_num_threads(threads)
 
 # %% ../nbs/04_compare.ipynb #4964e1c7
@@ -357,6 +395,9 @@ def _check_inputs(df, y_name, cont_names, cat_names, task, epochs, lr, bs, valid
         orig = out[name]
         col = _numbers(orig)
         if col is None:
+            if _date_like(orig):
+                raise CompareError(f"continuous column {name!r} holds dates (e.g. {orig.dropna().astype(str).iloc[0]!r}), not numbers: "
+                                   "split it into parts with fastai's add_datepart, or leave it out")
             why = _not_numbers(orig) if _mostly_numbers(orig) else f"dtype {orig.dtype}"
             raise CompareError(f"continuous column {name!r} is not numeric ({why}); clean it or list it as categorical")
         if col is not orig: out[name] = col; converted.append(name)
@@ -364,9 +405,11 @@ def _check_inputs(df, y_name, cont_names, cat_names, task, epochs, lr, bs, valid
         if np.isinf(col.to_numpy(dtype=np.float64, na_value=np.nan)).any():
             raise CompareError(f"continuous column {name!r} has infinite values")
         if col.nunique() == 1: constant.append(name)
+    dates = []
     for name in cat_names:
         if not out[name].notna().any(): raise CompareError(f"categorical column {name!r} has no values (all {len(out):,} are missing); drop it")
         if out[name].nunique() == 1: constant.append(name)
+        elif _date_like(out[name]): dates.append(name)
     y = out[y_name]
     if y.isna().any(): raise CompareError(f"target column {y_name!r} has {int(y.isna().sum()):,} missing values; drop those rows")
     if task == 'regression':
@@ -380,6 +423,8 @@ def _check_inputs(df, y_name, cont_names, cat_names, task, epochs, lr, bs, valid
     if converted: notes.append(f"text columns whose every value is a number, read as numbers: {', '.join(converted)}")
     if constant: notes.append(f"constant input columns kept (they carry no information; every scaler maps them to a constant): "
                               f"{', '.join(constant)}")
+    if dates: notes.append(f"date columns used as categorical, as asked: {', '.join(dates)} (one level per date, unseen dates "
+                           "in validation; fastai's add_datepart splits a date into parts a model can use)")
     if not (isinstance(epochs, (int, np.integer)) and epochs >= 1): raise CompareError(f"epochs must be a positive integer, got {epochs!r}")
     if not (isinstance(bs, (int, np.integer)) and bs >= 1): raise CompareError(f"batch size must be a positive integer, got {bs!r}")
     if not (isinstance(seeds, (int, np.integer)) and seeds >= 1): raise CompareError(f"seeds must be a positive integer, got {seeds!r}")
@@ -426,6 +471,9 @@ def compare_scalers(df:pd.DataFrame, y_name:str, cont_names:list, cat_names:list
     default_target, target_desc = _default_target(y.iloc[splits[0]], y.iloc[splits[1]], task)
     if target is None: target = default_target
     else: target_desc = "given"
+    baseline = _baseline(y.iloc[splits[0]], y.iloc[splits[1]], task)
+    train = df.iloc[splits[0]]   # constant where the scalers are fitted: its raw weight only shifts the bias
+    constant = {c: float(train[c].dropna().iloc[0]) for c in cont_names if train[c].nunique() == 1}
     bars = progress is True and workers <= 1
     report = None if bars or not progress else (lambda line: print(line, flush=True))
     if progress:
@@ -439,11 +487,43 @@ def compare_scalers(df:pd.DataFrame, y_name:str, cont_names:list, cat_names:list
     start = time.perf_counter()
     done = _run_jobs(jobs, workers, report, bars)
     runs = {name: [r for r in done if r.name == name] for name in choices}
+    warned = _warned(done)
+    if progress:
+        for line in warned: print(f"warning: {line}", flush=True)
     settings = dict(rows=len(df), n_train=len(splits[0]), n_valid=len(splits[1]), epochs=epochs, lr=lr, bs=bs, seed=seed,
                     seeds=run_seeds, valid_pct=valid_pct, layers=list(layers or []), task=task, workers=min(workers, len(jobs)),
                     cont_names=cont_names, cat_names=cat_names, y_name=y_name, loader=loader, notes=notes,
-                    bn_cont=[name for name, p in choices.items() if isinstance(p, BatchNormInputs)])
+                    bn_cont=[name for name, p in choices.items() if isinstance(p, BatchNormInputs)],
+                    baseline=baseline, constant=constant, warnings=warned)
     return ScalerComparison(runs, target, target_desc, settings, true_weights, time.perf_counter() - start)
+
+def _baseline(y_train, y_valid, task) -> dict:
+    "Losses of the best constant prediction fitted on the training rows: their mean (MSE), or their class frequencies"
+    if task == 'regression':
+        yt, yv = y_train.to_numpy(np.float64), y_valid.to_numpy(np.float64)
+        m = yt.mean()
+        return dict(train_loss=float(((yt - m)**2).mean()), valid_loss=float(((yv - m)**2).mean()),
+                    desc=f"predicting the training mean, {m:.4g}")
+    freq = y_train.value_counts(normalize=True)
+    # a class never seen in training gets probability 1e-6 instead of 0 (an infinite loss), as in `_default_target`
+    ce = lambda y: float(-np.log(y.map(freq).astype(float).fillna(1e-6).clip(lower=1e-6)).mean())
+    top = freq.idxmax()   # the most frequent class: the constant prediction's accuracy
+    label = top.item() if isinstance(top, np.generic) else top   # 1, not np.int64(1)
+    return dict(train_loss=ce(y_train), valid_loss=ce(y_valid), accuracy=float((y_valid == top).mean()),
+                desc=f"predicting the training class frequencies (accuracy: always the majority class, {label!r})")
+
+def _warned(runs) -> list:
+    "Each distinct warning the runs raised, once, as 'choices: message'; warnings that are not `UserWarning`s are re-raised"
+    seen = {}
+    for r in runs:
+        for category, message in r.warnings:
+            names = seen.setdefault((category, message), [])
+            if r.name not in names: names.append(r.name)
+    lines = []
+    for (category, message), names in seen.items():
+        if issubclass(category, UserWarning): lines.append(f"{', '.join(names)}: {message}")
+        else: warnings.warn(message, category)   # deprecations and the like: Python's own filters decide, once
+    return lines
 
 # %% ../nbs/04_compare.ipynb #d245f0db
 def _run_jobs(jobs, workers, report, bars) -> list:
@@ -528,17 +608,29 @@ class ScalerComparison:
         for c in ('epoch_below_target_min', 'epoch_below_target_max'): out[c] = out[c].round().astype('Int64')
         return out
 
+    @property
+    def baseline(self) -> pd.DataFrame|None:
+        "The constant prediction's row, in `table`'s columns: its loss on the training and the validation rows (None when unknown)"
+        b, t = self.settings.get('baseline'), self.table
+        if b is None: return None
+        base = lambda c: c[:-4] if c.endswith(('_min', '_max')) else c   # a constant prediction has no seed-to-seed spread
+        row = {c: np.nan if base(c) in ('epoch_below_target', 'sec_per_epoch') else b.get(base(c), np.nan) for c in t.columns}
+        return pd.DataFrame([row], index=pd.Index(['baseline'], name='scaler')).astype(t.dtypes.to_dict())
+
     def _formatted(self) -> pd.DataFrame:
         epoch = lambda v: 'never' if pd.isna(v) else f"{v:g}" if float(v) == int(v) else f"{v:.1f}"
         fmt = dict(train_loss=_fmt_loss, valid_loss=_fmt_loss, sec_per_epoch='{:.2f}'.format, accuracy='{:.4f}'.format,
                    epoch_below_target=epoch)
-        table = self.table
+        table, base = self.table, self.baseline
         cols = [c for c in table.columns if not c.endswith(('_min', '_max'))]
         def cell(c, name):
             f, v = fmt.get(c, str), table.at[name, c]
             if f'{c}_min' not in table: return f(v)
             return f"{f(v)} [{f(table.at[name, f'{c}_min'])}, {f(table.at[name, f'{c}_max'])}]"
-        return pd.DataFrame({c: [cell(c, name) for name in table.index] for c in cols}, index=table.index)
+        out = pd.DataFrame({c: [cell(c, name) for name in table.index] for c in cols}, index=table.index)
+        if base is not None:   # no epochs, no time: '-'
+            out.loc['baseline'] = ['-' if pd.isna(v := base.at['baseline', c]) else fmt.get(c, str)(v) for c in cols]
+        return out
 
     def spread_desc(self) -> str:
         "What the table's brackets mean"
@@ -546,41 +638,86 @@ class ScalerComparison:
         return f"mean [min, max] over {len(s)} seeds ({', '.join(map(str, s))})" if self.n_seeds > 1 else ''
 
     def format_table(self) -> str:
-        "`table` as text, as the CLI prints it: with several seeds, each cell is the mean [min, max] over seeds"
-        text = self._formatted().to_string()
+        "`table` as text, as the CLI prints it, with the `baseline` row last: with several seeds, each cell is the mean [min, max] over seeds"
+        f = self._formatted()
+        width = max(len('scaler'), *map(len, f.index))
+        f.index = [name.ljust(width) for name in f.index]
+        lines = f.to_string().split('\n')
+        lines[0] = 'scaler'.ljust(width) + lines[0][width:]   # the index's name on the header line, not a line of its own
+        text = '\n'.join(lines)
         return f"{self.spread_desc()}:\n{text}" if self.n_seeds > 1 else text
 
     def best(self) -> str|None:
-        "One line: the choice with the lowest (mean) valid loss, and whether its lead exceeds the seed-to-seed spread"
+        "One line: the choice with the lowest (mean) valid loss, `none` included, and whether the runner-up can be told apart from it"
         t = self.table
-        if len(t) < 2: return None
-        cands = t.valid_loss.drop('none') if 'none' in t.index else t.valid_loss
-        cands = cands[np.isfinite(cands)]
-        if cands.empty: return None
-        best = cands.idxmin()
-        line = f"best: {best}, valid loss {_fmt_loss(t.valid_loss[best])}"
-        if self.n_seeds > 1: line += f" [{_fmt_loss(t.valid_loss_min[best])}, {_fmt_loss(t.valid_loss_max[best])}]"
-        if 'none' in t.index and best != 'none' and t.valid_loss[best] > 0:
-            line += f", {t.valid_loss['none'] / t.valid_loss[best]:,.0f}x below none"
-        others = t.valid_loss.drop(best)
-        others = others[np.isfinite(others)]
-        if self.n_seeds == 1 or others.empty: return line
-        second = others.idxmin()
-        lo, hi = max(t.valid_loss_min[best], t.valid_loss_min[second]), min(t.valid_loss_max[best], t.valid_loss_max[second])
-        if lo <= hi:
-            return line + (f"; runner-up {second} [{_fmt_loss(t.valid_loss_min[second])}, {_fmt_loss(t.valid_loss_max[second])}] "
-                           f"overlaps it: the difference is within the spread over {self.n_seeds} seeds")
-        return line + f"; every seed below runner-up {second}'s range [{_fmt_loss(t.valid_loss_min[second])}, " \
-                      f"{_fmt_loss(t.valid_loss_max[second])}]"
+        v = t.valid_loss[np.isfinite(t.valid_loss)]
+        if len(t) < 2 or v.empty: return None
+        order = v.sort_values(kind='stable')
+        best = order.index[0]
+        spread = lambda n: f" [{_fmt_loss(t.valid_loss_min[n])}, {_fmt_loss(t.valid_loss_max[n])}]" if self.n_seeds > 1 else ''
+        line = f"best: {best}, valid loss {_fmt_loss(v[best])}{spread(best)}"
+        if best == 'none': line += ": no scaler ended below no scaling"
+        elif 'none' in v.index and v[best] > 0: line += f", {_ratio(v['none'] / v[best])}x below none"
+        if len(order) < 2: return line
+        second = order.index[1]
+        if self.n_seeds > 1:
+            lo, hi = max(t.valid_loss_min[best], t.valid_loss_min[second]), min(t.valid_loss_max[best], t.valid_loss_max[second])
+            if lo <= hi: return line + (f"; runner-up {second}{spread(second)} overlaps it: the difference is within the spread "
+                                        f"over {self.n_seeds} seeds")
+            return line + f"; every seed below runner-up {second}'s range{spread(second)}"
+        close = _CLOSE[self.settings.get('task', 'regression')]
+        if v[second] < close * v[best]:
+            return line + (f"; runner-up {second} ({_fmt_loss(v[second])}) is within {close - 1:.0%}: one seed cannot tell them "
+                           "apart (train more seeds to see the spread)")
+        return line
+
+    def baseline_note(self) -> str|None:
+        "A `warning:` line when no choice ends below the baseline (a constant prediction), a `note:` naming the choices that do not"
+        b, v = self.settings.get('baseline'), self.table.valid_loss
+        if b is None: return None
+        worse = [name for name in v.index if not v[name] < b['valid_loss']]   # a NaN loss is not below either
+        what = f"the baseline ({b['desc']}: valid loss {_fmt_loss(b['valid_loss'])})"
+        if len(worse) == len(v):
+            return (f"warning: no choice beats {what}; the best ended at {_fmt_loss(v.min())}. Either the inputs do not predict "
+                    "the target, or these settings did not learn it: try another learning rate, more epochs or other layers")
+        return f"note: {', '.join(worse)} ended at or above {what}" if worse else None
 
     def __repr__(self): return f"{type(self).__name__}: target valid loss {self.target:.4g}\n{self.format_table()}"
 
     def raw_weights(self) -> pd.DataFrame:
-        "Each choice's final first-layer weights and bias in raw units (`ParameterMonitor.raw_weights`; first seed), and the true ones when known"
-        frames = {name: r.raw_weights for name, r in self.runs.items()}
+        "Each choice's final first-layer weights and bias in raw units (`ParameterMonitor.raw_weights`, first seed), one entry per input column, and the true ones when known"
+        frames = {name: _per_column(r) for name, r in self.runs.items()}
         if self.true_weights is not None: frames = {'true': pd.DataFrame([self.true_weights]), **frames}
         out = pd.concat(frames, names=['scaler', 'unit'])
         return out[[c for c in out.columns if c != 'bias'] + (['bias'] if 'bias' in out.columns else [])]
+
+    def _raw_shown(self, unit:int=0) -> tuple:
+        "(`raw_weights()` of one unit per choice, without constant training columns and with their share in the bias; those columns)"
+        raw = self.raw_weights()
+        out = pd.DataFrame({name: g.iloc[min(unit, len(g) - 1)] for name, g in raw.groupby(level=0, sort=False)}).T
+        constant = [c for c in (self.settings.get('constant') or {}) if c in out.columns]
+        if constant and 'bias' in out:   # on a constant, weight x value is all the data can identify, and it acts as a bias
+            out['bias'] = out['bias'] + sum(out[c].astype(float).fillna(0) * self.settings['constant'][c] for c in constant)
+        return out.drop(columns=constant), constant
+
+# one seed: a lead below this ratio is not called; measured seed-to-seed spreads are in the docs of `best`, below
+_CLOSE = {'regression': 1.1, 'classification': 1.5}
+
+def _ratio(r:float) -> str:
+    "A ratio to three significant digits: 1.5, 435, 6.91e8"
+    s = f"{r:.3g}"
+    if 'e' not in s: return s
+    m, e = s.split('e')
+    return f"{m}e{int(e)}"
+
+def _per_column(run:ScalerRun) -> pd.DataFrame:
+    "`run.raw_weights` with a categorical column's embedding dimensions `c[0]`, `c[1]`, ... as one entry `c (emb)`: their norm"
+    raw, dims = run.raw_weights, {c: [f'{c}[{k}]' for k in range(n)] for c, n in run.embeddings.items()}
+    if not dims or not all(d in raw.columns for ds in dims.values() for d in ds): return raw
+    norms = pd.DataFrame({f'{c} (emb)': np.sqrt((raw[ds].astype(float)**2).sum(axis=1)) for c, ds in dims.items()}, index=raw.index)
+    out = pd.concat([norms, raw.drop(columns=[d for ds in dims.values() for d in ds])], axis=1)
+    out.attrs = dict(raw.attrs)
+    return out
 
 # %% ../nbs/04_compare.ipynb #650b6940
 def _choice_colors(names):
@@ -611,6 +748,8 @@ def plot_losses(self:ScalerComparison) -> matplotlib.figure.Figure:
             ax.fill_between(x, iters.min(0), iters.max(0), color=colors[name], alpha=.12, lw=0)
             ax.fill_between(epochs, valid.min(0), valid.max(0), color=colors[name], alpha=.25, lw=0)
     ax.axhline(self.target, color='k', ls='--', lw=1, label=f"target {self.target:.3g}")
+    base = self.settings.get('baseline')
+    if base: ax.axhline(base['valid_loss'], color='gray', ls=':', lw=1.5, label=f"baseline {base['valid_loss']:.3g} (valid)")
     ax.set_yscale('log'); ax.set_xlabel('epoch'); ax.set_ylabel('loss (log scale)')
     title = 'Loss per choice: thin lines training (smoothed), dots validation after each epoch'
     if self.n_seeds > 1: title += f'\nlines: mean over {self.n_seeds} seeds; bands: min to max'
@@ -641,28 +780,47 @@ def plot_weights(self:ScalerComparison, unit:int=0) -> matplotlib.figure.Figure:
     return fig
 
 # %% ../nbs/04_compare.ipynb #29b3815e
+_PER_ROW, _MAX_SHOWN = 25, 100   # inputs per row of the raw-weight plot and table, and in all (every one is in raw_weights.csv)
+
 @patch
 def plot_raw_weights(self:ScalerComparison, unit:int=0) -> matplotlib.figure.Figure:
-    "Each choice's final weights (left) and bias (right) in raw units, with the true ones when known"
-    raw = self.raw_weights()
+    "Each choice's final weights (left) and bias (right) in raw units, with the true ones when known; constant columns left out"
+    raw, constant = self._raw_shown(unit)
     feats = [c for c in raw.columns if c != 'bias']
-    fig = matplotlib.figure.Figure(figsize=(max(7, 0.45 * len(feats) + 3), 4.5))
-    ax, axb = fig.subplots(1, 2, gridspec_kw=dict(width_ratios=[max(len(feats), 1), 1.5]))
+    shown = feats[:_MAX_SHOWN]
+    rows = [shown[i:i + _PER_ROW] for i in range(0, len(shown), _PER_ROW)] or [[]]
+    width = max(map(len, rows))
+    notes = [line for n in self._raw_notes(unit, constant, len(feats)) for line in textwrap.wrap(n, int(11 * max(7, 0.45 * width + 3)))]
+    fig = matplotlib.figure.Figure(figsize=(max(7, 0.45 * width + 3), 1 + 0.2 * len(notes) + 3.6 * len(rows)))
+    axs = fig.subplots(len(rows), 2, squeeze=False, gridspec_kw=dict(width_ratios=[max(width, 1), 1.5]))
     colors = _choice_colors(self.runs)
-    names = raw.index.get_level_values(0).unique()
-    for k, name in enumerate(names):
-        rows = raw.loc[name]
-        row = rows.iloc[min(unit, len(rows) - 1)]
+    for k, name in enumerate(raw.index):
         style = dict(marker='x', color='k', s=60, zorder=3) if name == 'true' else dict(marker='o', color=colors[name], s=22, alpha=.8)
-        off = 0 if name == 'true' else (k - len(names) / 2) * 0.06
-        ax.scatter(np.arange(len(feats)) + off, row[feats].astype(float), label=name, **style)
-        if 'bias' in row: axb.scatter([off], [float(row['bias'])], **style)
-    ax.set_xticks(range(len(feats)), feats, rotation=90 if len(feats) > 12 else 0, fontsize=8)
-    ax.set_ylabel('weight in raw units'); ax.legend(fontsize=8)
-    axb.set_xticks([0], ['bias']); axb.set_xlim(-.5, .5)
-    fig.suptitle('Final weights mapped back to raw units (ParameterMonitor.raw_weights)')
+        off = 0 if name == 'true' else (k - len(raw) / 2) * 0.06
+        for ax, cols in zip(axs[:, 0], rows): ax.scatter(np.arange(len(cols)) + off, raw.loc[name, cols].astype(float), label=name, **style)
+        if 'bias' in raw: axs[0, 1].scatter([off], [float(raw.at[name, 'bias'])], **style)
+    for ax, cols in zip(axs[:, 0], rows):
+        upright = width > 12 or max(map(len, cols), default=0) > 8   # labels that would overlap side by side
+        ax.set_xticks(range(len(cols)), cols, rotation=90 if upright else 0, fontsize=8)
+        ax.set_xlim(-.5, width - .5); ax.set_ylabel('weight in raw units')
+    axs[0, 0].legend(fontsize=8)
+    axs[0, 1].set_xticks([0], ['bias']); axs[0, 1].set_xlim(-.5, .5)
+    for ax in axs[1:, 1]: ax.axis('off')
+    fig.suptitle('\n'.join(['Final weights mapped back to raw units (ParameterMonitor.raw_weights)', *notes]), fontsize=10)
     fig.tight_layout()
     return fig
+
+@patch
+def _raw_notes(self:ScalerComparison, unit, constant, n_inputs) -> list:
+    "What the raw-weight plot and table leave out, in short lines"
+    n_units = max(len(r.raw_weights) for r in self.runs.values())
+    notes = [f"unit {min(unit, n_units - 1)} of the first layer's {n_units}"] if n_units > 1 else []
+    if n_inputs > _MAX_SHOWN: notes.append(f"the first {_MAX_SHOWN} of {n_inputs} inputs (all in raw_weights.csv)")
+    if constant: notes.append(f"constant training columns left out: {', '.join(constant)} (a weight on a constant only shifts the "
+                              "bias, which includes it)")
+    if any(c.endswith(' (emb)') for r in self.runs.values() for c in _per_column(r).columns):
+        notes.append("c (emb): the norm of the weights on categorical column c's embedding, in no unit")
+    return notes
 
 # %% ../nbs/04_compare.ipynb #541368c8
 def _png(fig:matplotlib.figure.Figure) -> bytes:
@@ -675,8 +833,12 @@ _CSS = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;
         "th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee}code{background:#f3f3f3;padding:1px 4px}"
         "dt{font-weight:600;float:left;clear:left;width:11em}dd{margin-left:12em}")
 
-def _html_table(df, floatfmt):
-    return df.to_html(float_format=floatfmt, na_rep='never', border=0)
+def _html_tables(df, per_table:int=12) -> str:
+    "`df` (a scaler per row) as HTML tables of at most `per_table` columns each, so that a wide table wraps instead of overflowing"
+    df = df.rename_axis('scaler').reset_index()   # the index as a column: one header row
+    key, cols = df.columns[0], list(df.columns[1:])
+    return '\n'.join(df[[key, *cols[i:i + per_table]]].to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep='', border=0)
+                     for i in range(0, max(len(cols), 1), per_table))
 
 # %% ../nbs/04_compare.ipynb #574adb13
 @patch
@@ -686,7 +848,7 @@ def write_report(self:ScalerComparison, out='scaling-report', command:str=None, 
     out.mkdir(parents=True, exist_ok=True)
     table, raw = self.table, self.raw_weights()
     self.results().to_csv(out/'results.csv')
-    table.to_csv(out/'summary.csv')
+    pd.concat([table, self.baseline]).to_csv(out/'summary.csv')   # `table` and, last, the baseline row
     raw.to_csv(out/'raw_weights.csv')
     images = {}
     for fname, plot, title in [('loss_curves.png', self.plot_losses, 'Loss curves'),
@@ -703,37 +865,43 @@ def write_report(self:ScalerComparison, out='scaling-report', command:str=None, 
     loader = {'tensor': 'TensorTabDataLoader', 'fastai': "fastai's TabDataLoader"}.get(s.get('loader'), s.get('loader'))
     facts = {'command': f"<code>{esc(command)}</code>" if command else None, 'data': esc(description) or None,
              'notes': esc('; '.join(s.get('notes') or [])) or None,
+             'warnings': esc('; '.join(s.get('warnings') or [])) or None,
              'rows': f"{s['rows']:,} ({s['n_train']:,} training, {s['n_valid']:,} validation, one random split for all choices)",
              'target': f"{esc(s['y_name'])} ({s['task']}, {'MSE' if s['task'] == 'regression' else 'cross-entropy'} loss)",
              'inputs': esc(f"{len(s['cont_names'])} continuous" + (f", {len(s['cat_names'])} categorical" if s['cat_names'] else '')),
-             'training': esc(f"tabular_learner, {model}, no batch norm{bn}; fit_one_cycle({s['epochs']}, {s['lr']:g}), bs {s['bs']}"
-                             + (f"; batches from {loader}" if loader else '')),
+             'training': esc(f"tabular_learner, {model}, no batch norm{bn}; Adam (fastai's default), fit_one_cycle({s['epochs']}, "
+                             f"{s['lr']:g}), bs {s['bs']}" + (f"; batches from {loader}" if loader else '')),
              'seeds': f"split: {s['seed']}; initial weights and batch order: {', '.join(map(str, seeds))}"
                       + (" (one run per choice and seed)" if len(seeds) > 1 else ''),
              'loss target': f"{self.target:.4g}: {esc(self.target_desc)}",
+             'baseline': esc(s['baseline']['desc']) if s.get('baseline') else None,
              'wall time': None if self.wall_time is None else f"{self.wall_time:.0f} s on {s['workers']} worker process(es)",
              'software': esc(f"fastai_scaling {fastai_scaling.__version__}, fastai {_version('fastai')}, torch {torch.__version__}, "
                              f"Python {platform.python_version()}, {os.cpu_count()} CPUs")}
     spread = (f" With {len(seeds)} seeds each cell is the {esc(self.spread_desc())}; a difference inside those ranges "
               "is within seed-to-seed variation.") if len(seeds) > 1 else ''
-    best = self.best()
+    verdicts = [line for line in (self.best(), self.baseline_note()) if line]
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>Scaling comparison</title><style>{_CSS}</style></head><body>",
              "<h1>Scaling comparison</h1><dl>", *[f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts.items() if v], "</dl>",
              "<h2>Results</h2><p>One row per scaling choice: final training loss (fastai's smoothed value) and validation loss, "
-             f"the first epoch whose validation loss fell below the target, and seconds per epoch.{spread}</p>",
-             self._formatted().to_html(border=0), f"<p>{esc(best)}</p>" if best else '']
+             f"the first epoch whose validation loss fell below the target, and seconds per epoch; last, the baseline: the "
+             f"losses of a constant prediction fitted on the training rows.{spread}</p>",
+             self._formatted().reset_index().to_html(index=False, border=0), *[f"<p>{esc(line)}</p>" for line in verdicts]]
     for fname, (title, b64) in images.items():
         parts.append(f"<h2>{title}</h2><img alt='{fname}' src='data:image/png;base64,{b64}'>")
         if fname == 'raw_weights.png':
+            shown, constant = self._raw_shown()
+            notes = self._raw_notes(0, constant, shown.shape[1] - ('bias' in shown))
             parts.append("<p>In raw units (weights mapped back through each fitted scaler" + (", first seed" if len(seeds) > 1 else '')
-                         + "); one row per output unit.</p>")
+                         + f"), as in the plot{''.join('; ' + esc(n) for n in notes)}. Every unit and column: raw_weights.csv.</p>")
             curved = sorted({c for r in self.runs.values() for c in getattr(r.raw_weights, 'attrs', {}).get('linearized', [])})
             if curved: parts.append(f"<p>Through a quantile or power transform the map is not affine: for {html.escape(', '.join(curved))} "
                                     "the raw-unit weight is a local linearisation around the column's typical value (see "
                                     "<code>ParameterMonitor.raw_weights</code>).</p>")
-            parts.append(_html_table(raw, lambda v: f"{v:.4g}"))
-    parts.append("<p>Files: results.csv (one row per run), summary.csv (the table above), raw_weights.csv, loss_curves.png, "
-                 "weight_trajectories.png, raw_weights.png.</p></body></html>")
+            cols = [c for c in shown.columns if c != 'bias'][:_MAX_SHOWN] + (['bias'] if 'bias' in shown else [])
+            parts.append(_html_tables(shown[cols]))
+    parts.append("<p>Files: results.csv (one row per run), summary.csv (the table above), raw_weights.csv (every unit and input "
+                 "column), loss_curves.png, weight_trajectories.png, raw_weights.png.</p></body></html>")
     path = out/'report.html'
     path.write_text('\n'.join(parts), encoding='utf-8')
     return path
@@ -741,128 +909,3 @@ def write_report(self:ScalerComparison, out='scaling-report', command:str=None, 
 def _version(pkg):
     try: return __import__(pkg).__version__
     except Exception: return '?'
-
-# %% ../nbs/04_compare.ipynb #724a8b43
-class _Parser(argparse.ArgumentParser):
-    "argparse, with errors on one line (no usage block): `PROG: error: MESSAGE`, exit code 2"
-    def error(self, message): self.exit(2, f"{self.prog}: error: {_one_line(message)}\n")
-
-def _names(s): return [c.strip() for c in s.split(',') if c.strip()]
-
-def _positive(kind):
-    def parse(s):
-        try: v = kind(s)
-        except ValueError: raise argparse.ArgumentTypeError(f"{s!r} is not a {kind.__name__}") from None
-        if not v > 0: raise argparse.ArgumentTypeError(f"{s!r} must be positive")
-        return v
-    return parse
-
-def _parser():
-    parser = _Parser(prog='fastai_scaling', description='Feature-scaling tools for fastai tabular models.')
-    sub = parser.add_subparsers(dest='command', required=True, parser_class=_Parser)
-    p = sub.add_parser('compare', help='train one model per scaling choice and compare them',
-                       description='Train the same model once per scaling choice and write a report. With no data flags: '
-                                   'the seed experiment (synthetic y = x . scale_amt, 200,000 rows, fit_one_cycle(10, 10)).')
-    _data_args(p)
-    train = p.add_argument_group('training (the same for every choice)')
-    train.add_argument('--procs', metavar='NAMES', default=','.join(DEFAULT_CHOICES),
-                       help=f"comma-separated scaling choices, any case, from {','.join(SCALERS)} (default: {','.join(DEFAULT_CHOICES)})")
-    train.add_argument('--epochs', type=_positive(int), default=10, help='default 10')
-    train.add_argument('--lr', type=_positive(float), default=10., help='maximum learning rate of fit_one_cycle (default 10)')
-    train.add_argument('--bs', type=_positive(int), default=64, help='batch size (default 64)')
-    train.add_argument('--layers', metavar='SIZES', type=lambda s: [int(v) for v in _names(s)], default=[],
-                       help='comma-separated hidden layer sizes (default: none, a linear model)')
-    train.add_argument('--seed', type=int, default=42, help='seed of the data, the split, the weights and the batch order (default 42)')
-    train.add_argument('--seeds', type=_positive(int), default=1,
-                       help='runs per choice, with seeds SEED, SEED+1, ...: initial weights and batch order vary, the split does '
-                            'not; the table shows mean [min, max] (default 1)')
-    train.add_argument('--valid-pct', type=float, default=0.2, help='validation share of the rows (default 0.2)')
-    train.add_argument('--target', type=_positive(float), help='valid loss to reach (default: 1%% of the validation variance of y)')
-    train.add_argument('--workers', type=_positive(int), default=min(2, os.cpu_count() or 1),
-                       help='runs trained in parallel processes (default: min(2, CPUs)); 1 shows progress bars')
-    train.add_argument('--fastai-loader', action='store_true',
-                       help="batches from fastai's TabDataLoader instead of the faster TensorTabDataLoader (the same batches)")
-    p.add_argument('--out', default='scaling-report', metavar='DIR', help='report folder (default ./scaling-report)')
-    s = sub.add_parser('suggest', help="print the scaler suggested for each continuous column, and why",
-                       description='Run suggest_scalers on a data set and print one row per continuous column: the statistics '
-                                   'the choice used, the suggested scaler and the reason.')
-    _data_args(s)
-    s.add_argument('--seed', type=int, default=42, help='seed of the synthetic data and of --rows sampling (default 42)')
-    parser.commands = {'compare': p, 'suggest': s}   # each command's own parser reports its errors
-    return parser, p
-
-def _data_args(p):
-    data = p.add_argument_group('data (default: the synthetic seed experiment)')
-    data.add_argument('--rows', type=_positive(int), help='rows of synthetic data (default 200000); with --csv/--dataset, a random sample of this many')
-    data.add_argument('--csv', metavar='PATH', help='your own data as a CSV file (needs --y)')
-    data.add_argument('--y', metavar='COL', help='target column of --csv')
-    data.add_argument('--cat', metavar='COLS', type=_names, default=[], help='comma-separated categorical columns of --csv')
-    data.add_argument('--cont', metavar='COLS', type=_names, help='comma-separated continuous columns of --csv (default: every other numeric column)')
-    data.add_argument('--task', choices=['regression', 'classification'], help='for --csv (default regression)')
-    data.add_argument('--dataset', metavar='NAME', help=f"a scikit-learn data set with raw features: {' or '.join(DATASETS)}")
-
-# %% ../nbs/04_compare.ipynb #901ca60a
-def _load(args) -> CompareData:
-    if args.csv and args.dataset: raise CompareError("give --csv or --dataset, not both")
-    if args.y and not args.csv: raise CompareError("--y names the target of a --csv file; give --csv too")
-    if (args.cat or args.cont) and not args.csv: raise CompareError("--cat and --cont apply to --csv data only")
-    if args.csv:
-        if not args.y: raise CompareError("--csv needs --y, the target column")
-        return csv_data(args.csv, args.y, args.cat, args.cont, args.task or 'regression', args.rows, args.seed)
-    if args.task: raise CompareError("--task applies to --csv data only")
-    if args.dataset: return sklearn_data(args.dataset, args.rows, args.seed)
-    return seed_data(args.rows or 200_000, seed=args.seed)
-
-# %% ../nbs/04_compare.ipynb #a94b182d
-def main(argv:list=None) -> int:
-    "The `fastai_scaling` console script: `fastai_scaling compare [--rows N] [--csv PATH --y COL] ...`; `argv` defaults to `sys.argv[1:]`"
-    parser, cmd = _parser()
-    args, extra = parser.parse_known_args(argv)
-    cmd = parser.commands[args.command]
-    if extra: cmd.error(f"unrecognized arguments: {' '.join(extra)}")
-    if args.command == 'suggest': return _suggest(args, cmd)
-    command = 'fastai_scaling ' + shlex.join(sys.argv[1:] if argv is None else list(argv))
-    try:
-        data = _load(args)
-        choices = resolve_scalers(args.procs)
-        n_runs = len(choices) * args.seeds
-        workers = min(args.workers, n_runs)
-        print(f"data: {data.description}", flush=True)
-        seeds = f"seed {args.seed}" if args.seeds == 1 else f"{args.seeds} seeds each ({args.seed}..{args.seed + args.seeds - 1})"
-        print(f"training {len(choices)} choices ({', '.join(choices)}) for {args.epochs} epochs, lr {args.lr:g}, bs {args.bs}, "
-              f"{seeds}, {workers} worker process{'es' if workers > 1 else ''}", flush=True)
-        with warnings.catch_warnings():
-            warnings.filterwarnings('ignore', message='The given NumPy array is not writable')
-            res = data.compare(procs=choices, epochs=args.epochs, lr=args.lr, bs=args.bs, seed=args.seed, seeds=args.seeds,
-                               layers=args.layers, valid_pct=args.valid_pct, target=args.target, workers=workers,
-                               loader='fastai' if args.fastai_loader else 'tensor',
-                               progress=True if sys.stdout.isatty() else 'lines')   # no bars in a log file
-    except (CompareError, FileNotFoundError, pd.errors.EmptyDataError) as e: cmd.error(_one_line(e))
-    print(f"\ntarget: valid loss < {res.target:.4g}, {res.target_desc}")
-    print(res.format_table())
-    best = res.best()
-    if best: print(best)
-    path = res.write_report(args.out, command=command, description=data.description)
-    print(f"wall time {res.wall_time:.0f} s; report: {path}")
-    return 0
-
-# %% ../nbs/04_compare.ipynb #ec50774c
-_SUGGEST_SHOWN = ['n_unique', 'missing_share', 'min', 'max', 'quartile_skewness', 'outlier_share', 'kurtosis', 'scaler', 'reason']
-
-def _suggest(args, cmd) -> int:
-    "`fastai_scaling suggest`: the advice table of `suggest_scalers` for the data the flags name"
-    try:
-        data = _load(args)
-        if not data.cont_names: raise CompareError("the data has no numeric input column to advise on")
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter('always')
-            table = suggest_scalers(data.df, data.cont_names)
-    except (CompareError, FileNotFoundError, ValueError, TypeError, KeyError) as e: cmd.error(_one_line(e))
-    print(f"data: {data.description}")
-    for w in caught:
-        if issubclass(w.category, UserWarning): print(f"warning: {_one_line(w.message)}")
-    with pd.option_context('display.width', 250, 'display.max_colwidth', 120, 'display.max_rows', 500, 'display.float_format', '{:.4g}'.format):
-        print(table[_SUGGEST_SHOWN].to_string())
-    counts = table['scaler'].value_counts()
-    print('\nsuggested: ' + ', '.join(f"{k} x{v}" for k, v in counts.items()) + "; AutoNormalize applies this advice, fitted on the training split")
-    return 0

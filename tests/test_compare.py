@@ -8,7 +8,8 @@ from fastai.tabular.all import Normalize, RandomSplitter, Callback
 from fastai_scaling.procs import MinMaxNormalize
 import fastai_scaling.compare as compare
 from fastai_scaling.compare import (SCALERS, DEFAULT_CHOICES, CompareError, ScalerComparison, ScalerRun, BatchNormInputs, compare_scalers,
-                                    csv_data, main, resolve_scalers, seed_data)
+                                    csv_data, resolve_scalers, seed_data, sklearn_data, table_training)
+from fastai_scaling.cli import main
 
 warnings.filterwarnings('ignore', message='The given NumPy array is not writable')
 ROOT = Path(__file__).parents[1]
@@ -81,7 +82,7 @@ def test_cli_no_subcommand():
 def test_console_script_error_exit_code(csvs):
     "The installed entry point (or `main` in a fresh interpreter): real exit status 2 and a one-line stderr"
     script = Path(sys.executable).parent/'fastai_scaling'
-    cmd = [str(script)] if script.exists() else [sys.executable, '-c', 'import sys; from fastai_scaling.compare import main; sys.exit(main())']
+    cmd = [str(script)] if script.exists() else [sys.executable, '-c', 'import sys; from fastai_scaling.cli import main; sys.exit(main())']
     p = subprocess.run([*cmd, 'compare', '--csv', str(csvs/'nope.csv'), '--y', 'price'], capture_output=True, text=True,
                        cwd=ROOT, timeout=120)
     assert p.returncode == 2
@@ -125,13 +126,14 @@ def test_cli_default_data_end_to_end(tmp_path):
     assert code == 0, err
     assert sorted(p.name for p in out.iterdir()) == sorted(['raw_weights.csv', 'report.html', 'results.csv', 'summary.csv', *PNGS])
     table = pd.read_csv(out/'summary.csv', index_col='scaler')
-    assert list(table.index) == list(DEFAULT_CHOICES)
+    assert list(table.index) == [*DEFAULT_CHOICES, 'baseline']             # the choices, then the constant prediction
     assert list(table.columns) == ['train_loss', 'valid_loss', 'epoch_below_target', 'sec_per_epoch']
     runs = pd.read_csv(out/'results.csv')                                    # one row per run: one seed here
     assert list(runs.columns) == ['scaler', 'seed', 'train_loss', 'valid_loss', 'epoch_below_target', 'sec_per_epoch']
     assert list(runs.scaler) == list(DEFAULT_CHOICES) and (runs.seed == 42).all()
-    np.testing.assert_array_equal(runs.valid_loss, table.valid_loss)
-    assert (table.sec_per_epoch > 0).all() and np.isfinite(table.valid_loss).all()
+    np.testing.assert_array_equal(runs.valid_loss, table.valid_loss[list(DEFAULT_CHOICES)])
+    assert (table.sec_per_epoch[list(DEFAULT_CHOICES)] > 0).all() and np.isfinite(table.valid_loss).all()
+    assert table.loc['baseline'][['epoch_below_target', 'sec_per_epoch']].isna().all()
     raw = pd.read_csv(out/'raw_weights.csv', index_col=[0, 1])
     assert list(raw.index.get_level_values(0)) == ['true', *DEFAULT_CHOICES]
     assert list(raw.columns) == [f"x{i}" for i in range(1, 11)] + ['bias']
@@ -140,7 +142,8 @@ def test_cli_default_data_end_to_end(tmp_path):
     assert page.count("src='data:image/png;base64,") == 3                  # self-contained
     assert 'fastai_scaling compare --rows 2000 --epochs 2' in page and all(n in page for n in DEFAULT_CHOICES)
     assert 'target: valid loss <' in stdout and 'report:' in stdout
-    for name in DEFAULT_CHOICES: assert f"\n{name} " in stdout                     # the printed table
+    for name in [*DEFAULT_CHOICES, 'baseline']: assert f"\n{name} " in stdout     # the printed table
+    assert 'for 2 epochs, lr 10, bs 64, a linear model' in stdout              # the seed experiment's settings, but 2 epochs
 
 
 def test_seed_finding_small(tmp_path):
@@ -255,7 +258,7 @@ def test_nan_in_a_numeric_column_without_categorical_columns(bad_csvs, tmp_path)
     code, out, err = run_main('compare', '--csv', bad_csvs/'nan_no_cats.csv', '--y', 'y', '--epochs', 1, '--workers', 1,
                               '--procs', 'none,Normalize,batchnorm', '--lr', 0.01, '--out', tmp_path)
     assert code == 0, err
-    assert list(pd.read_csv(tmp_path/'summary.csv', index_col=0).index) == ['none', 'Normalize', 'batchnorm']
+    assert list(pd.read_csv(tmp_path/'summary.csv', index_col=0).index) == ['none', 'Normalize', 'batchnorm', 'baseline']
     raw = pd.read_csv(tmp_path/'raw_weights.csv', index_col=[0, 1])
     assert any(c.startswith('a_na') for c in raw.columns)      # the missing-value flag is an input of the model
     assert compare._base_procs(pd.DataFrame({'a': [1., np.nan]}), ['a'], []) == [compare.Categorify, compare.FillMissing]
@@ -372,6 +375,9 @@ def test_seeds(tmp_path):
     assert list(zip(runs.scaler, runs.seed)) == [(n, s) for n in ['none', 'Normalize', 'RobustNormalize'] for s in (42, 43, 44)]
     assert runs.groupby('scaler').valid_loss.nunique().min() == 3          # the seeds changed the runs
     summary = pd.read_csv(tmp_path/'summary.csv', index_col=0)
+    base = summary.loc['baseline']                                         # a constant prediction: no spread over seeds
+    assert base.valid_loss == base.valid_loss_min == base.valid_loss_max
+    summary = summary.drop('baseline')
     by = runs.groupby('scaler', sort=False).valid_loss
     np.testing.assert_allclose(summary.valid_loss, by.mean()); np.testing.assert_allclose(summary.valid_loss_min, by.min())
     np.testing.assert_allclose(summary.valid_loss_max, by.max())
@@ -419,7 +425,7 @@ def test_batchnorm_choice_puts_batchnorm_on_the_inputs():
 def test_no_third_party_deprecation_warnings_and_one_line_per_epoch(tmp_path):
     "The command in a fresh interpreter, warnings shown as Python shows them to a user who asks for all of them"
     script = Path(sys.executable).parent/'fastai_scaling'
-    cmd = [str(script)] if script.exists() else [sys.executable, '-c', 'import sys; from fastai_scaling.compare import main; sys.exit(main())']
+    cmd = [str(script)] if script.exists() else [sys.executable, '-c', 'import sys; from fastai_scaling.cli import main; sys.exit(main())']
     env = {**os.environ, 'PYTHONWARNINGS': 'always::FutureWarning,always::DeprecationWarning'}
     p = subprocess.run([*cmd, 'compare', '--rows', '600', '--epochs', '2', '--workers', '2', '--procs', 'none,normalize',
                         '--out', str(tmp_path)], capture_output=True, text=True, cwd=ROOT, timeout=600, env=env)
@@ -469,7 +475,7 @@ def test_compare_learner_dispatch_is_fastais(monkeypatch):
     for name in fast.runs: np.testing.assert_array_equal(fast.runs[name].iter_loss, plain.runs[name].iter_loss)
 
 
-# ---- every scaler by name, and `fastai_scaling suggest` --------------------------------------------------------
+# ---- every scaler by name (`fastai_scaling suggest`: tests/test_cli.py) -------------------------------------------
 
 def test_every_scaler_of_the_package_is_a_choice_by_name():
     from fastai_scaling.transforms import QuantileNormalize, PowerNormalize
@@ -493,27 +499,255 @@ def test_non_affine_choices_train_and_report_linearised_raw_weights(tmp_path):
     html = res.write_report(tmp_path / 'r').read_text()
     assert 'local linearisation' in html and 'flag, pct, price, temp, visits' in html
 
-def test_suggest_command_prints_the_advice_table(capsys):
-    assert main(['suggest', '--dataset', 'breast_cancer']) == 0
-    out = capsys.readouterr().out
-    assert out.startswith('data: scikit-learn breast_cancer') and 'reason' in out and 'suggested: ' in out
-    for col in ('mean_radius', 'worst_area'): assert f"\n{col} " in out
 
-def test_suggest_command_on_a_csv_warns_about_constant_columns(tmp_path, capsys):
+# ---- issue 18: real tables, dates, a readable report and verdicts ---------------------------------------------
+
+def split_of(df, seed=42, valid_pct=0.2):
+    "The training and validation rows of the split `compare_scalers` makes"
+    train, valid = RandomSplitter(valid_pct=valid_pct, seed=seed)(df)
+    return df.iloc[list(train)], df.iloc[list(valid)]
+
+
+def test_real_tables_get_real_table_settings_and_beat_the_baseline(tmp_path):
+    "diabetes with the command's defaults: an MLP that trains (no divergence), every choice below predicting the mean"
+    code, out, err = run_main('compare', '--dataset', 'diabetes', '--out', tmp_path)
+    assert code == 0, err
+    assert 'for 30 epochs, lr 0.003, bs 32, layers 200,100' in out
+    table = pd.read_csv(tmp_path/'summary.csv', index_col=0)
+    train, valid = split_of(sklearn_data('diabetes').df)
+    mean_mse = float(((valid.target - train.target.mean())**2).mean())          # the baseline, computed here
+    assert table.valid_loss['baseline'] == pytest.approx(mean_mse, rel=1e-6)
+    choices = table.drop('baseline')
+    assert list(choices.index) == list(DEFAULT_CHOICES)
+    assert (choices.valid_loss < 0.6 * mean_mse).all(), table                 # measured: 0.48-0.55 of it
+    assert (choices.train_loss < 2 * mean_mse).all(), table                   # no divergence (was 1e5 and more)
+    assert 'warning:' not in out and 'note:' not in out
+    assert '\nbaseline ' in out and 'Adam' in (tmp_path/'report.html').read_text()
+
+
+def test_explicit_flags_win_over_the_table_settings(tmp_path):
+    code, out, err = run_main('compare', '--dataset', 'diabetes', '--procs', 'none', '--epochs', 1, '--lr', 0.01, '--bs', 64,
+                              '--layers', '', '--workers', 1, '--out', tmp_path)
+    assert code == 0, err
+    assert 'for 1 epochs, lr 0.01, bs 64, a linear model' in out
+    assert 'tabular_learner, linear (layers=[]), no batch norm; Adam (fastai&#x27;s default), fit_one_cycle(1, 0.01), bs 64' in \
+        (tmp_path/'report.html').read_text()
+    assert table_training(442) == dict(epochs=30, lr=3e-3, bs=32, layers=[200, 100])
+    assert sklearn_data('diabetes').training == table_training(442) and seed_data(100).training['lr'] == 10.
+
+
+def test_a_warning_when_no_choice_beats_the_baseline(tmp_path):
+    "A target that the inputs do not predict: every choice over-fits the noise and ends above the training mean's loss"
+    rng = np.random.default_rng(3); n = 300
+    pd.DataFrame({'a': rng.normal(size=n), 'b': rng.uniform(0, 100, n), 'y': rng.normal(50, 10, n)}).to_csv(tmp_path/'noise.csv', index=False)
+    code, out, err = run_main('compare', '--csv', tmp_path/'noise.csv', '--y', 'y', '--workers', 1, '--out', tmp_path/'r')
+    assert code == 0, err
+    df = pd.read_csv(tmp_path/'noise.csv')
+    train, valid = split_of(df)
+    base = float(((valid.y - train.y.mean())**2).mean())
+    table = pd.read_csv(tmp_path/'r'/'summary.csv', index_col=0)
+    assert table.valid_loss['baseline'] == pytest.approx(base, rel=1e-6) and (table.drop('baseline').valid_loss > base).all()
+    warning = [l for l in out.splitlines() if l.startswith('warning: ')]
+    assert warning == [f"warning: no choice beats the baseline (predicting the training mean, {train.y.mean():.4g}: valid loss "
+                       f"{base:.4g}); the best ended at {table.drop('baseline').valid_loss.min():.4g}. Either the inputs do not "
+                       "predict the target, or these settings did not learn it: try another learning rate, more epochs or other layers"]
+    assert warning[0][len('warning: '):] in (tmp_path/'r'/'report.html').read_text().replace('&#x27;', "'")
+
+
+def test_classification_baseline_is_the_class_frequencies_and_the_majority_class():
+    data = sklearn_data('breast_cancer', rows=300)
+    res = data.compare(procs='none,Normalize', epochs=2, progress=False)
+    train, valid = split_of(data.df)
+    freq = train.target.value_counts(normalize=True)
+    b = res.baseline.loc['baseline']
+    assert b.valid_loss == pytest.approx(float(-np.log(valid.target.map(freq)).mean()), rel=1e-9)
+    assert b.train_loss == pytest.approx(float(-np.log(train.target.map(freq)).mean()), rel=1e-9)
+    assert b.accuracy == pytest.approx(float((valid.target == freq.idxmax()).mean()))
+    assert list(res.baseline.columns) == list(res.table.columns)
+    assert res.format_table().splitlines()[-1].split()[:4] == ['baseline', f"{b.train_loss:.4g}", f"{b.valid_loss:.4g}", '-']
+
+
+def fakes(losses:dict, task='regression', **settings):
+    "A `ScalerComparison` of one-epoch runs: {choice: valid loss, or one per seed}"
+    runs = {n: [fake_run(n, 42 + k, v) for k, v in enumerate(np.atleast_1d(vs))] for n, vs in losses.items()}
+    return ScalerComparison(runs, 1., 'given', dict(task=task, **settings))
+
+
+@pytest.mark.parametrize('losses, task, line', [
+    ({'none': 7.5, 'A': 5., 'B': 6.}, 'regression', 'best: A, valid loss 5, 1.5x below none'),          # was "1x below none"
+    ({'none': 691042794., 'A': 1., 'B': 3.}, 'regression', 'best: A, valid loss 1, 6.91e8x below none'),  # was "691,042,794x"
+    ({'none': 1234.5, 'A': 1., 'B': 3.}, 'regression', 'best: A, valid loss 1, 1.23e3x below none'),
+    ({'none': 2., 'A': 3., 'B': 4.}, 'regression', 'best: none, valid loss 2: no scaler ended below no scaling'),   # was "best: A"
+    ({'none': 9., 'A': 1., 'B': 1.09}, 'regression',
+     'best: A, valid loss 1, 9x below none; runner-up B (1.09) is within 10%: one seed cannot tell them apart (train more seeds '
+     'to see the spread)'),
+    ({'none': 9., 'A': 1., 'B': 1.11}, 'regression', 'best: A, valid loss 1, 9x below none'),
+    ({'none': 9., 'A': 1., 'B': 1.4}, 'classification',
+     'best: A, valid loss 1, 9x below none; runner-up B (1.4) is within 50%: one seed cannot tell them apart (train more seeds '
+     'to see the spread)'),
+    ({'none': 2.05, 'A': 2.}, 'regression',
+     'best: A, valid loss 2, 1.02x below none; runner-up none (2.05) is within 10%: one seed cannot tell them apart (train more '
+     'seeds to see the spread)'),
+    ({'none': [2., 2.2], 'A': [2.1, 2.3]}, 'regression',
+     'best: none, valid loss 2.1 [2, 2.2]: no scaler ended below no scaling; runner-up A [2.1, 2.3] overlaps it: the difference '
+     'is within the spread over 2 seeds'),
+])
+def test_best_ranks_every_choice_with_readable_ratios(losses, task, line):
+    assert fakes(losses, task).best() == line
+
+
+def test_baseline_note_names_the_choices_that_do_not_beat_it():
+    b = dict(baseline=dict(train_loss=5., valid_loss=4., desc='predicting the training mean, 1'))
+    assert fakes({'none': 4., 'A': 1., 'B': 5.}, **b).baseline_note() == \
+        'note: none, B ended at or above the baseline (predicting the training mean, 1: valid loss 4)'
+    assert fakes({'none': 3., 'A': 1.}, **b).baseline_note() is None
+    assert fakes({'none': np.nan, 'A': 1.}, **b).baseline_note().startswith('note: none ended at or above')
+    assert fakes({'none': 4.5, 'A': 4.}, **b).baseline_note().startswith('warning: no choice beats the baseline')
+    assert fakes({'none': 4.5, 'A': 4.}).baseline_note() is None                        # no baseline known: nothing to say
+
+
+def test_printed_table_has_one_header_line():
+    for res in (fakes({'none': 2., 'A': 1.}), fakes({'none': 2., 'a_long_choice_name': 1.}),
+                fakes({'none': [2., 3.], 'A': [1., 1.5]}, baseline=dict(train_loss=4., valid_loss=3., desc='mean'))):
+        lines = res.format_table().splitlines()
+        if res.n_seeds > 1: lines = lines[1:]
+        assert lines[0].split()[0] == 'scaler' and len(lines[0].split()) > 1                   # not a line of its own
+        assert [l.split()[0] for l in lines[1:]] == [*res.table.index] + (['baseline'] if res.baseline is not None else [])
+    lines = fakes({'none': 2., 'A': 1.}, baseline=dict(train_loss=4., valid_loss=3., desc='m')).format_table().splitlines()
+    assert lines[-1].split() == ['baseline', '4', '3', '-', '-'] and lines[0].split() == ['scaler', 'train_loss', 'valid_loss',
+                                                                                         'epoch_below_target', 'sec_per_epoch']
+
+
+@pytest.fixture(scope='module')
+def dates_csv(tmp_path_factory):
+    d = tmp_path_factory.mktemp('dates')
+    rng = np.random.default_rng(2); n = 400
+    df = pd.DataFrame({'day': rng.choice(pd.date_range('2023-01-01', periods=300).strftime('%Y-%m-%d'), n),
+                       'stamp': rng.choice(pd.date_range('2023-01-01', periods=200, freq='h').strftime('%d/%m/%Y %H:%M'), n),
+                       'a': rng.uniform(0, 10, n), 'band': rng.choice(['1-5', '6-10', '11-15'], n),
+                       'code': rng.choice(['3a', '4b', 'Jan', 'Q1-2023'], n)})
+    df['y'] = 3 * df.a + rng.normal(0, 1, n)
+    df.to_csv(d/'dates.csv', index=False)
+    return d/'dates.csv'
+
+
+def test_date_columns_are_left_out_with_a_note(dates_csv, tmp_path):
+    data = csv_data(dates_csv, 'y')
+    assert data.cont_names == ['a'] and data.cat_names == ['band', 'code']                 # codes are not dates
+    assert "date columns left out of the inputs: day, stamp" in data.description and "add_datepart" in data.description
+    code, out, err = run_main('compare', '--csv', dates_csv, '--y', 'y', '--procs', 'none', '--epochs', 1, '--workers', 1,
+                              '--out', tmp_path/'r')
+    assert code == 0, err
+    assert 'date columns left out of the inputs: day, stamp' in out and "fastai's add_datepart" in out
+    assert pd.read_csv(tmp_path/'r'/'raw_weights.csv', index_col=[0, 1]).columns.str.startswith(('day', 'stamp')).sum() == 0
+
+
+def test_a_date_column_named_as_an_input(dates_csv, tmp_path):
+    code, out, err = run_main('compare', '--csv', dates_csv, '--y', 'y', '--cat', 'day', '--procs', 'none', '--epochs', 1,
+                              '--workers', 1, '--out', tmp_path/'r')
+    assert code == 0, err
+    assert 'note: date columns used as categorical, as asked: day' in out
+    code, out, err = run_main('compare', '--csv', dates_csv, '--y', 'y', '--cont', 'a,day', '--out', tmp_path/'r2')
+    assert code == 2 and err.count('\n') == 1
+    assert "continuous column 'day' holds dates (e.g. '2023-" in err and 'add_datepart' in err
+    df = pd.read_csv(dates_csv, parse_dates=['day'])                    # a datetime dtype, from Python
+    assert compare._date_like(df.day) and not compare._date_like(df.a) and not compare._date_like(df.band)
+    with pytest.raises(CompareError, match="'day' holds dates"): compare_scalers(df, 'y', ['a', 'day'])
+
+
+@pytest.fixture(scope='module')
+def messy_csv(tmp_path_factory):
+    "The issue's kind of table: a date, a constant column, missing values, numbers with '?', a 40-level categorical"
+    d = tmp_path_factory.mktemp('messy')
+    rng = np.random.default_rng(0); n = 600
+    df = pd.DataFrame({'sold': rng.choice(pd.date_range('2023-01-01', periods=300).strftime('%Y-%m-%d'), n),
+                       'income': rng.lognormal(10, 1, n), 'age': rng.integers(18, 90, n).astype(float), 'const': 3.0,
+                       'score': rng.normal(600, 80, n), 'city': rng.choice([f'c{i}' for i in range(40)], n),
+                       'rooms': np.where(rng.random(n) < .03, '?', rng.integers(1, 8, n).astype(str)), 'pct': rng.uniform(0, 100, n)})
+    df.loc[rng.random(n) < .1, 'age'] = np.nan
+    df['y'] = 2e-5 * df.income + 0.5 * df.age.fillna(50) + 0.05 * df.score + df.pct / 10 + rng.normal(0, 5, n)
+    df.to_csv(d/'messy.csv', index=False)
+    return d/'messy.csv'
+
+
+def test_messy_csv_end_to_end_in_worker_processes(messy_csv, tmp_path):
+    "The installed command, 2 workers: warnings once as one line, every choice below the baseline, a readable report"
+    script = Path(sys.executable).parent/'fastai_scaling'
+    cmd = [str(script)] if script.exists() else [sys.executable, '-c', 'import sys; from fastai_scaling.cli import main; sys.exit(main())']
+    p = subprocess.run([*cmd, 'compare', '--csv', str(messy_csv), '--y', 'y', '--procs', 'none,Normalize,auto', '--seeds', '2',
+                        '--workers', '2', '--out', str(tmp_path)], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert p.returncode == 0, p.stderr
+    assert 'Warning' not in p.stderr and 'warnings.warn' not in p.stderr, p.stderr          # nothing raw from the workers
+    warned = [l for l in p.stdout.splitlines() if 'are constant' in l]
+    assert warned == ["warning: auto: suggest_scalers: column(s) ['const'] are constant: they carry no information for the model; "
+                      "consider dropping them"]                                           # two runs of auto, one line
+    assert 'date column left out of the inputs: sold' in p.stdout
+    table = pd.read_csv(tmp_path/'summary.csv', index_col=0)
+    assert (table.drop('baseline').valid_loss < table.valid_loss['baseline']).all(), table
+    assert (table.valid_loss[['Normalize', 'auto']] < 0.3 * table.valid_loss['baseline']).all(), table   # measured: 0.17-0.2
+    raw = pd.read_csv(tmp_path/'raw_weights.csv', index_col=[0, 1])
+    assert [c for c in raw.columns if c.startswith(('city', 'rooms'))] == ['city (emb)', 'rooms (emb)']   # one entry per column
+    assert 'const' in raw.columns                                                         # the CSV keeps every column
+    page = (tmp_path/'report.html').read_text()
+    assert 'constant training columns left out: const' in page and 'city (emb)' in page
+    raw_section = page[page.index("alt='raw_weights.png'"):]
+    assert '<th>const</th>' not in raw_section and '<th>bias</th>' in raw_section
+    results_table = page[page.index('<h2>Results</h2>'):page.index("alt='loss_curves.png'")]
+    assert results_table.count('<tr') == 1 + 3 + 1                     # one header row, three choices, the baseline
+    assert "warning: auto: suggest_scalers" not in page and "auto: suggest_scalers: column(s) [&#x27;const&#x27;]" in page
+
+
+def test_constant_columns_leave_the_raw_weight_plot_and_fold_into_the_bias(bad_csvs):
+    df = pd.read_csv(bad_csvs/'constant.csv')
+    res = compare_scalers(df, 'y', ['a', 'b', 'k'], procs='none,Normalize', epochs=1, lr=0.01, progress=False)
+    assert res.settings['constant'] == {'k': 5.0}
+    raw = res.raw_weights()
+    assert abs(raw.loc['Normalize'].k.iloc[0]) > 1e3                # a tiny spread: a huge, meaningless raw weight
+    shown, constant = res._raw_shown()
+    assert constant == ['k'] and list(shown.columns) == ['a', 'b', 'bias']
+    for name in ('none', 'Normalize'):
+        row = raw.loc[name].iloc[0]
+        assert shown.at[name, 'bias'] == pytest.approx(row.bias + 5.0 * row.k, rel=1e-9)
+    assert abs(shown.at['Normalize', 'bias']) < abs(raw.loc['Normalize'].bias.iloc[0]) / 100   # the huge share is gone
+    fig = res.plot_raw_weights()
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ['a', 'b']
+    assert 'constant training columns left out: k' in fig._suptitle.get_text()
+
+
+@pytest.mark.parametrize('n_cols', [60, 130])
+def test_wide_tables_wrap_in_the_report(n_cols, tmp_path):
     rng = np.random.default_rng(0)
-    pd.DataFrame({'a': rng.lognormal(size=200), 'c': 1., 'flag': rng.integers(0, 2, 200), 'y': rng.normal(size=200)}).to_csv(tmp_path / 'd.csv', index=False)
-    assert main(['suggest', '--csv', str(tmp_path / 'd.csv'), '--y', 'y']) == 0
-    out = capsys.readouterr().out
-    assert "warning: suggest_scalers: column(s) ['c'] are constant" in out
-    table = {line.split()[0]: line for line in out.splitlines()[1:] if line and line.split()[0] in ('a', 'c', 'flag')}
-    assert 'PowerNormalize' in table['a'] and ' none ' in table['c'] and ' none ' in table['flag']
+    df = pd.DataFrame(rng.normal(size=(200, n_cols)), columns=[f'c{i}' for i in range(n_cols)])
+    df['y'] = df.sum(axis=1)
+    res = compare_scalers(df, 'y', [f'c{i}' for i in range(n_cols)], procs='none,Normalize', epochs=1, lr=0.01, progress=False)
+    page = res.write_report(tmp_path).read_text()
+    raw_section = page[page.index("alt='raw_weights.png'"):]
+    tables = raw_section.split('<table')[1:]
+    shown = min(n_cols, 100)
+    assert len(tables) == -(-(shown + 1) // 12)                           # 12 columns a table, the bias with the last
+    assert all(t.split('</thead>')[0].count('<th>') <= 1 + 12 for t in tables)
+    assert ('the first 100 of 130 inputs' in raw_section) == (n_cols == 130)
+    fig = res.plot_raw_weights()
+    labels = [t.get_text() for ax in fig.axes[::2] for t in ax.get_xticklabels()]
+    assert labels == [f'c{i}' for i in range(shown)] and max(len(ax.get_xticks()) for ax in fig.axes) <= 25
+    assert fig.get_size_inches()[0] <= 0.45 * 25 + 3 + 1e-9
+    assert len(pd.read_csv(tmp_path/'raw_weights.csv', index_col=[0, 1]).columns) == n_cols + 1
 
-@pytest.mark.parametrize('argv, message', [
-    (['suggest', '--csv', 'nope.csv', '--y', 'y'], 'nope.csv: no such file'),
-    (['suggest', '--dataset', 'iris'], "unknown dataset 'iris'"),
-    (['suggest', '--dataset', 'diabetes', '--bogus'], 'unrecognized arguments: --bogus')])
-def test_suggest_command_errors_are_one_line(argv, message, capsys):
-    with pytest.raises(SystemExit) as e: main(argv)
-    assert e.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith('fastai_scaling suggest: error:') and message in err and '\n' not in err
+
+class WarningProc(Normalize):
+    "A proc that warns in its setup, as AutoNormalize does about a constant column"
+    def setups(self, to):
+        warnings.warn("WarningProc: column 'b' looks odd")
+        return super().setups(to)
+
+
+def test_warnings_while_training_are_one_line_once(monkeypatch, tmp_path):
+    "Raised by two choices and two seeds each, in this process: one `warning:` line naming both choices, nothing raw"
+    monkeypatch.setitem(compare.SCALERS, 'warner', WarningProc())
+    with warnings.catch_warnings(record=True) as raw:
+        warnings.simplefilter('always')
+        code, out, err = run_main('compare', '--rows', 300, '--epochs', 1, '--workers', 1, '--seeds', 2,
+                                  '--procs', 'none,warner,warner', '--out', tmp_path)
+    assert code == 0, err
+    assert [l for l in out.splitlines() if 'looks odd' in l] == ["warning: warner, warner #2: WarningProc: column 'b' looks odd"]
+    assert not [w for w in raw if 'looks odd' in str(w.message)] and 'looks odd' not in err
