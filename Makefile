@@ -4,6 +4,8 @@
 # Where Quarto exists, `nbdev-docs` also works with nbs/_quarto.yml, nbs/nbdev.yml, nbs/sidebar.yml, nbs/styles.css.
 PYTHON ?= python
 WORKERS ?= 2
+# nbdev's commands come with the [docs] extra (also in [dev]): say so in one line where they are missing
+NBDEV = @command -v nbdev-export >/dev/null 2>&1 || { echo 'nbdev is not installed: pip install -e ".[docs]"' >&2; exit 2; };
 
 .PHONY: all docs readme check-readme export test test-nbs clean
 
@@ -23,11 +25,11 @@ check-readme:
 
 ## export: write the fastai_scaling package from the notebooks
 export:
-	nbdev-export
+	$(NBDEV) nbdev-export
 
 ## test-nbs: run the notebooks as tests (nbdev-test)
 test-nbs:
-	nbdev-test --n-workers $(WORKERS)
+	$(NBDEV) nbdev-test --n-workers $(WORKERS)
 
 ## test: pytest suite (includes the docs build and the headless-chromium check)
 test:
@@ -35,5 +37,5 @@ test:
 
 ## clean: strip notebook metadata (nbdev-clean) and remove build outputs
 clean:
-	nbdev-clean
+	$(NBDEV) nbdev-clean
 	rm -rf _docs _proc

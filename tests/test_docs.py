@@ -199,3 +199,14 @@ def test_readme_matches_index_notebook():
     fm = bd.read_frontmatter(NBS / 'index.ipynb')
     assert text.splitlines()[2] == f"# {fm['title']}"
     assert '<div' not in text and '{target=' not in text and '#| ' not in text
+
+
+def test_docs_without_the_docs_tools_say_which_extra_to_install(tmp_path):
+    "`make docs` in the environment of the README's first command (no nbdev): one line naming the extra, exit 2 (issue 18.12)"
+    blocker = tmp_path / 'sitecustomize.py'   # makes nbdev look uninstalled in the child process
+    blocker.write_text("import sys\nsys.modules['nbdev'] = None\n")
+    env = {**os.environ, 'PYTHONPATH': os.pathsep.join([str(tmp_path), os.environ.get('PYTHONPATH', '')])}
+    r = subprocess.run([sys.executable, str(SCRIPT), '--only', 'index'], cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 2
+    assert 'Traceback' not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert 'nbdev' in r.stderr and 'pip install -e ".[docs]"' in r.stderr

@@ -679,6 +679,14 @@ def build_readme(nbs_dir: Path, root: Path, check: bool, cell_timeout) -> int:
     return 0
 
 
+DOC_TOOLS = ('nbdev', 'execnb', 'nbconvert', 'nbformat', 'ipykernel')   # what the pipeline imports besides the package
+
+def _missing_tools() -> list:
+    "The documentation tools that cannot be imported here (checked before any work, so the error is one line)"
+    from importlib.util import find_spec
+    return [name for name in DOC_TOOLS if find_spec(name) is None]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     ap.add_argument('--nbs', type=Path, default=ROOT / 'nbs', help='notebook folder (default: nbs/)')
@@ -689,6 +697,11 @@ def main(argv=None) -> int:
     ap.add_argument('--readme', action='store_true', help='regenerate README.md from index.ipynb (no HTML)')
     ap.add_argument('--check-readme', action='store_true', help='fail if README.md differs from index.ipynb')
     a = ap.parse_args(argv)
+    missing = _missing_tools()
+    if missing:
+        print(f"build_docs.py: {', '.join(missing)} not installed: the documentation tools come with the [docs] extra "
+              f"(also in [dev]): pip install -e \".[docs]\"", file=sys.stderr)
+        return 2
     nbs = a.nbs.resolve()
     timeout = a.cell_timeout or None
     if a.readme or a.check_readme:
