@@ -132,7 +132,7 @@ class ParameterMonitor(Callback):
         keep = not self.reset_on_fit and len(self._iters) > 0
         if not keep: self._cpu, self._iters, self._lrs, self.stride, self._offset, self._shape = None, [], [], int(self.every), 0, None
         if self.module is None:
-            first = find_layer(model)  # raises when there is no nn.Linear
+            find_layer(model)  # raises, naming the problem, when there is no nn.Linear
             cands = [m for m in model.modules() if isinstance(m, nn.Linear)]
         else: cands = [find_layer(model, self.module)]
         self._layer, self._active, self._c.cancelled = None, True, False

@@ -5,7 +5,7 @@ import numpy as np, pandas as pd, pytest, torch
 
 import fastai.tabular.core as ftc
 from fastai.tabular.all import (TabularPandas, TabDataLoader, TabWeightedDL, Categorify, FillMissing, Normalize, CategoryBlock,
-                                RegressionBlock, IndexSplitter, RandomSplitter, tabular_learner, tabular_config, set_seed,
+                                RegressionBlock, IndexSplitter, tabular_learner, tabular_config, set_seed,
                                 load_learner, ItemTransform, CrossEntropyLossFlat, accuracy)
 from fastai_scaling.loader import TensorTabDataLoader, TensorTabWeightedDL, tensor_dataloaders
 from fastai_scaling.monitor import ParameterMonitor

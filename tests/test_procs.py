@@ -10,9 +10,9 @@ from sklearn.preprocessing import MinMaxScaler, RobustScaler
 from scipy.stats import norm
 
 from fastai.tabular.all import (TabularPandas, Normalize, FillMissing, Categorify, RandomSplitter, tabular_learner,
-                                tabular_config, load_learner)
+                                load_learner)
 import fastai_scaling
-from fastai_scaling.core import AffineNormalize, column_values
+from fastai_scaling.core import AffineNormalize
 from fastai_scaling.procs import RobustNormalize, MinMaxNormalize
 
 warnings.filterwarnings('ignore', message='The given NumPy array is not writable')
