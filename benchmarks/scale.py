@@ -52,7 +52,7 @@ def run_route(route, path, cols):
     names = [f'c{j:02d}' for j in range(cols)]
     side, what = route.split(':')
     if side == 'ours':
-        from fastai_scaling.scale import StandardNormalize, MinMaxNormalize, RobustNormalize
+        from fastai_scaling.procs import StandardNormalize, MinMaxNormalize, RobustNormalize
         if what == 'moments': p = StandardNormalize.from_data(path, names); return dict(center=p.centers, scale=p.scales)
         if what == 'minmax': p = MinMaxNormalize.from_data(path, names); return dict(center=p.centers, scale=p.scales)
         if what == 'robust_kll': p = RobustNormalize.from_data(path, names, exact=False)
@@ -78,7 +78,7 @@ def run_route(route, path, cols):
 
 
 def child(route, path, cols):
-    import numpy, pandas, dask.dataframe, fastai_scaling.scale     # imports (fastai: ~5 s) are not timed
+    import numpy, pandas, dask.dataframe, fastai_scaling.procs, fastai_scaling.summaries     # imports (fastai: ~5 s) are not timed
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # KiB on Linux
     t = time.perf_counter()
     out = run_route(route, path, cols)

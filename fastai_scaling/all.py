@@ -4,6 +4,10 @@
 __all__ = []
 
 # %% ../nbs/99_all.ipynb #0dac7209
+from .stats import *
+from .sources import *
+from .summaries import *
+from .patches import *
 from .core import *
 from .procs import *
 from .drift import *
@@ -12,11 +16,12 @@ from .compare import *
 from .loader import *
 from .transforms import *
 from .auto import *
-from .scale import *
-from . import core, procs, drift, monitor, compare, loader, transforms, auto, scale
+from .registry import *
+from . import stats, sources, summaries, patches, core, procs, drift, monitor, compare, loader, transforms, auto, registry
 
 # %% ../nbs/99_all.ipynb #17b0c0a9
 # nbdev writes `__all__ = []` for a module that defines nothing itself; a star import must bring every module's names
-__all__ = [*core.__all__, *procs.__all__, *drift.__all__, *monitor.__all__, *loader.__all__,
-           *transforms.__all__, *auto.__all__, *scale.__all__,
-           *(name for name in compare.__all__ if name != 'main')]  # the CLI entry point stays in its module
+# (the CLI's `main` stays in `fastai_scaling.cli`; compare re-exports `BatchNormInputs` and `DATASETS` of the registry)
+__all__ = list(dict.fromkeys([*stats.__all__, *sources.__all__, *summaries.__all__, *patches.__all__, *core.__all__, *procs.__all__,
+                              *drift.__all__, *monitor.__all__, *loader.__all__, *transforms.__all__, *auto.__all__,
+                              *registry.__all__, *compare.__all__]))

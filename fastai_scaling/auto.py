@@ -2,46 +2,22 @@
 
 # %% ../nbs/07_auto.ipynb #fcc3355a
 from __future__ import annotations
-import warnings
+import inspect, warnings
 from copy import copy
 import numpy as np, pandas as pd
 from fastai.tabular.core import Tabular
-from .core import ColumnScaler, AffineNormalize, column_values, check_finite, is_constant, _check_claims
-from .procs import StandardNormalize, RobustNormalize, MinMaxNormalize
-from .transforms import QuantileNormalize, PowerNormalize
+from .core import ColumnScaler, AffineNormalize
+from .sources import column_values, check_finite, is_number_dtype
+from .stats import column_stats, is_zero_spread
+from .summaries import Needs, SummaryFit
+from .registry import scaler_names, load_scaler
 
 # %% auto #0
-__all__ = ['SCALER_PROCS', 'column_stats', 'suggest_scalers', 'AutoNormalize', 'mixed_table']
-
-# %% ../nbs/07_auto.ipynb #6f83e68c
-def column_stats(x:np.ndarray, n_rows:int=None) -> dict:
-    "The statistics `suggest_scalers` decides by, of the values `x` of one column (NaN for missing)"
-    n_rows = len(x) if n_rows is None else n_rows
-    x = x[~np.isnan(x)].astype(np.float64, copy=False)
-    out = dict(n=len(x), missing_share=1 - len(x) / n_rows if n_rows else np.nan)
-    if not len(x):
-        return {**out, **{k: np.nan for k in ('n_unique', 'min', 'max', 'mean', 'std', 'skewness', 'quartile_skewness', 'kurtosis',
-                                             'outlier_share')}, 'constant': True, 'binary': False, 'integer': False, 'bounded': False}
-    s = np.sort(x)
-    lo, hi = float(s[0]), float(s[-1])
-    q1, med, q3 = np.percentile(s, [25, 50, 75])
-    iqr = q3 - q1
-    mean, std = float(s.mean()), float(s.std())
-    z = (s - mean) / std if std > 0 else np.zeros_like(s)
-    uniques = np.flatnonzero(np.diff(s)) if len(s) > 1 else np.array([], int)
-    n_unique = len(uniques) + 1
-    constant = is_constant(s)
-    out.update(n_unique=n_unique, min=lo, max=hi, mean=mean, std=std,
-               skewness=float((z**3).mean()) if std > 0 else 0., kurtosis=float((z**4).mean() - 3) if std > 0 else 0.,
-               quartile_skewness=float((q3 + q1 - 2 * med) / iqr) if iqr > 0 else np.nan,
-               # beyond 3 IQR from the quartiles: a normal column has about 2 in a million there
-               outlier_share=float(((s < q1 - 3 * iqr) | (s > q3 + 3 * iqr)).mean()),
-               constant=bool(constant), binary=n_unique == 2, integer=bool(np.all(s == np.round(s))))
-    return out
+__all__ = ['SCALER_PROCS', 'suggest_scalers', 'AutoNormalize', 'mixed_table']
 
 # %% ../nbs/07_auto.ipynb #d383bfbd
-SCALER_PROCS = {'StandardNormalize': StandardNormalize, 'RobustNormalize': RobustNormalize, 'MinMaxNormalize': MinMaxNormalize,
-                'QuantileNormalize': QuantileNormalize, 'PowerNormalize': PowerNormalize}
+# the advisor's menu: the registry's scalers with the 'menu' role (a new scaler joins it with one registry line)
+SCALER_PROCS = {name: load_scaler(name) for name in scaler_names('menu')}
 
 def suggest_scalers(df:pd.DataFrame, cont_names:list=None,
                     skew_threshold:float=0.2,     # |quartile skewness| from which the bulk counts as skewed
@@ -55,7 +31,7 @@ def suggest_scalers(df:pd.DataFrame, cont_names:list=None,
     "One row per continuous column: the statistics the choice used, the suggested scaler (a proc name or 'none') and the reason"
     _check_suggest_args(skew_threshold, tail_share, outlier_share, bounded_kurtosis, skewed_scaler, tail_scaler)
     if not isinstance(df, pd.DataFrame): raise TypeError(f"suggest_scalers: expected a DataFrame, got {type(df).__name__}")
-    names = [c for c in df.columns if _is_numeric(df[c])] if cont_names is None else list(cont_names)
+    names = [c for c in df.columns if is_number_dtype(df[c].dtype)] if cont_names is None else list(cont_names)
     missing = [n for n in names if n not in df.columns]
     if missing: raise KeyError(f"suggest_scalers: column(s) {missing} are not in the data")
     stats = {name: column_stats(check_finite(column_values(df[name], name), name, 'suggest_scalers: ')) for name in names}
@@ -110,9 +86,6 @@ def _check_suggest_args(skew_threshold, tail_share, outlier_share, bounded_kurto
         if v not in ('QuantileNormalize', 'PowerNormalize'):
             raise ValueError(f"suggest_scalers: {name} must be 'QuantileNormalize' or 'PowerNormalize', not {v!r}")
 
-def _is_numeric(col):
-    return pd.api.types.is_numeric_dtype(col.dtype) and not pd.api.types.is_bool_dtype(col.dtype)
-
 # %% ../nbs/07_auto.ipynb #008118d8
 class AutoNormalize(ColumnScaler):
     "Pick each continuous column's scaler from its training data with `suggest_scalers`, and apply it"
@@ -121,7 +94,7 @@ class AutoNormalize(ColumnScaler):
         unknown = set(suggest_kwargs) - set(_SUGGEST_DEFAULTS)
         if unknown: raise TypeError(f"AutoNormalize: unknown option(s) {sorted(unknown)}; it takes cols and {', '.join(_SUGGEST_DEFAULTS)}")
         options = {**_SUGGEST_DEFAULTS, **suggest_kwargs}
-        _check_suggest_args(*(options[k] for k in list(_SUGGEST_DEFAULTS)[:6]))
+        _check_suggest_args(**{k: v for k, v in options.items() if k != 'warn'})
         self.suggest_kwargs = suggest_kwargs
         self.choices, self.scalers = None, None
         self.source_choices, self.source_scalers = None, None   # a preset's advice and scalers for every column it was fitted on
@@ -129,18 +102,17 @@ class AutoNormalize(ColumnScaler):
     @classmethod
     def from_choices(cls, choices:pd.DataFrame, scalers:dict, **kwargs):
         "A preset proc: `scalers` ({scaler name: preset proc}) fitted on the columns of `choices` (a `suggest_scalers` table), applied as it says"
-        auto = cls(**kwargs)
+        return cls(**kwargs)._use_choices(choices, scalers)
+
+    def _use_choices(self, choices, scalers):
         for name, s in choices['scaler'].items():
             if s not in scalers or name not in scalers[s].fitted_columns():
                 raise ValueError(f"AutoNormalize.from_choices: column {name!r} is advised {s!r}, and `scalers` has no fitted {s} for it")
-        auto.source_choices, auto.source_scalers = choices, scalers   # kept whole: it may be set up again on other columns
-        auto.choices, auto.scalers, auto.preset = choices, scalers, True
-        return auto
+        self.source_choices, self.source_scalers = choices, scalers   # kept whole: it may be set up again on other columns
+        self.choices, self.scalers, self.preset = choices, scalers, True
+        return self
 
-    def setups(self, to:Tabular):
-        names = self.columns(to)
-        _check_claims(self, to, names)
-        self.setup_columns(to, names)
+    def summary_fit(self, exact, k, fit_sample, owner): return _AutoFit(self, exact, k, fit_sample, owner)
 
     def setup_columns(self, to, names):
         if self.preset:
@@ -148,7 +120,7 @@ class AutoNormalize(ColumnScaler):
             # every numeric column, the target included). As every preset, use those of `names` and ignore the rest; the
             # sub-scalers get only `names`' columns, or they would claim (and refuse) columns that are not continuous here
             unknown = [n for n in names if n not in self.source_choices.index]
-            if unknown: raise ValueError(f"AutoNormalize.from_data has no statistics for columns {unknown}")
+            if unknown: raise ValueError(f"AutoNormalize (a preset) has no statistics for columns {unknown}")
             self.choices = self.source_choices.loc[names]
             self.scalers = {s: _restricted(self.source_scalers[s], rows.index.tolist()) for s, rows in self.choices.groupby('scaler', sort=False)}
         else:
@@ -201,8 +173,8 @@ class _Unscaled(AffineNormalize):
     "The identity, on the shared base: what `AutoNormalize` applies to the columns advised 'none'"
     def fit_column(self, x): return 0., 1.
 
-_SUGGEST_DEFAULTS = dict(skew_threshold=0.2, tail_share=0.05, outlier_share=0.001, bounded_kurtosis=-0.8, skewed_scaler='PowerNormalize',
-                         tail_scaler='QuantileNormalize', warn=True)
+# `suggest_scalers`' options and their defaults, read from its signature: AutoNormalize takes the same ones
+_SUGGEST_DEFAULTS = {k: p.default for k, p in inspect.signature(suggest_scalers).parameters.items() if k not in ('df', 'cont_names')}
 
 # %% ../nbs/07_auto.ipynb #5fcd95c2
 def mixed_table(rows:int=2000, seed:int=0) -> pd.DataFrame:
@@ -218,3 +190,44 @@ def mixed_table(rows:int=2000, seed:int=0) -> pd.DataFrame:
     df['y'] = (2 * df.flag + np.log(df.price) + df.pct / 25 + df.temp / 8 + np.sqrt(df.visits)
                + rng.normal(0, 0.3, rows))
     return df
+
+# %% ../nbs/07_auto.ipynb #4a77176e
+def _summary_stats(col) -> dict:
+    "`column_stats` of a column from its pass-1 summary: see the prose above for which are exact"
+    if len(col.sample) == col.n: return column_stats(col.sample, col.rows)      # the sample is the column
+    st = column_stats(col.sample)
+    n, _, m2, m3, m4 = col.shape_moments
+    lo, hi, std = float(col.lo), float(col.hi), float(np.sqrt(m2 / n))
+    n_unique = np.nan if col.distinct is None else len(col.distinct)
+    st.update(n=int(n), missing_share=1 - n / col.rows, n_unique=n_unique, min=lo, max=hi, mean=float(col.mom.mean[0]), std=float(col.mom.std[0]),
+              skewness=float(m3 / n / std**3) if std > 0 else 0., kurtosis=float(m4 / n / std**4 - 3) if std > 0 else 0.,
+              constant=bool(is_zero_spread(hi - lo, np.float64, max(abs(lo), abs(hi)), int(n))), binary=n_unique == 2,
+              integer=bool(col.integer))
+    return st
+
+class _AutoFit(SummaryFit):
+    "`AutoNormalize.from_data`: the advice from pass-1 statistics, then every chosen scaler's own `SummaryFit` on its columns, in one more pass"
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.options = {**_SUGGEST_DEFAULTS, **self.proc.suggest_kwargs}
+        chosen = {'StandardNormalize', 'RobustNormalize', 'MinMaxNormalize'} | {v for key, v in self.options.items() if key.endswith('_scaler')}
+        self.candidates = [self._fit_of(SCALER_PROCS[s]()) for s in sorted(chosen)]
+        self.table, self.fits = None, None
+
+    def _fit_of(self, proc): return proc.summary_fit(self.exact, self.k, self.fit_sample, self.owner)
+
+    def passes(self): return 2   # the choice, then the chosen scalers' statistics
+
+    def needs(self):
+        needs = Needs(True, sample=self.fit_sample, shape=True)
+        for fit in self.candidates: needs = needs.union(fit.needs())
+        return needs
+
+    def requests(self, cols):
+        self.table = _advice_table({n: _summary_stats(c) for n, c in cols.items()}, **self.options)
+        self.fits = {s: self._fit_of(p) for s, p in _sub_scalers(self.table).items()}
+        return {n: r for fit in self.fits.values() for n, r in fit.requests({c: cols[c] for c in fit.proc.cols}).items()}
+
+    def result(self, cols, got):
+        scalers = {s: fit.result({c: cols[c] for c in fit.proc.cols}, got) for s, fit in self.fits.items()}
+        return self.proc._use_choices(self.table, scalers)

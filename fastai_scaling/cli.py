@@ -4,25 +4,21 @@
 from __future__ import annotations
 import argparse, importlib, os, shlex, sys, textwrap, warnings
 from pathlib import Path
+from .registry import DATASETS, scaler_names
+from .compare_pool import quiet_fastai_import
 
 # %% auto #0
 __all__ = ['main']
 
 # %% ../nbs/09_cli.ipynb #719ee76f
-# The names of `compare.SCALERS`, `compare.DEFAULT_CHOICES` and `compare.DATASETS`, in their order (checked by the tests)
-_SCALER_NAMES = ('none', 'Normalize', 'RobustNormalize', 'MinMaxNormalize', 'DriftNormalize', 'batchnorm', 'StandardNormalize',
-                 'QuantileNormalize', 'PowerNormalize', 'auto')
-_DEFAULT_NAMES = ('none', 'Normalize', 'RobustNormalize', 'MinMaxNormalize', 'DriftNormalize', 'batchnorm')
-_DATASET_NAMES = ('breast_cancer', 'diabetes')
-
 def _scaler_names() -> tuple:
-    "The registry's names: `compare.SCALERS` itself when it is imported already (it may have gained entries), else `_SCALER_NAMES`"
-    registry = sys.modules.get('fastai_scaling.compare')
-    return tuple(registry.SCALERS) if registry is not None else _SCALER_NAMES
+    "The choices `--procs` takes: those of `compare.SCALERS` when `compare` is imported already (a session may have added some), else the registry's"
+    compare = sys.modules.get('fastai_scaling.compare')
+    return tuple(compare.SCALERS) if compare is not None else scaler_names('compare')
 
 def _heavy(name:str):
     "Import `fastai_scaling.<name>` for the command that needs it, after the arguments are parsed and checked"
-    return importlib.import_module(f'fastai_scaling.{name}')
+    with quiet_fastai_import(): return importlib.import_module(f'fastai_scaling.{name}')
 
 # %% ../nbs/09_cli.ipynb #13ef691a
 def _one_line(e) -> str: return ' '.join(str(e).split())
@@ -59,7 +55,7 @@ def _choices(s) -> list:
     return names
 
 def _dataset(s) -> str:
-    if s not in _DATASET_NAMES: raise argparse.ArgumentTypeError(f"unknown dataset {s!r}; choose from {', '.join(_DATASET_NAMES)}")
+    if s not in DATASETS: raise argparse.ArgumentTypeError(f"unknown dataset {s!r}; choose from {', '.join(DATASETS)}")
     return s
 
 # %% ../nbs/09_cli.ipynb #f36d48df
@@ -75,8 +71,8 @@ def _parser() -> _Parser:
     _data_args(p)
     train = p.add_argument_group('training (the same for every choice)')
     train.add_argument('--procs', metavar='NAMES', type=_choices,
-                       help=f"comma-separated scaling choices, any case, from: {', '.join(_SCALER_NAMES)} "
-                            f"(default: {', '.join(_DEFAULT_NAMES)})")
+                       help=f"comma-separated scaling choices, any case, from: {', '.join(scaler_names('compare'))} "
+                            f"(default: {', '.join(scaler_names('default'))})")
     train.add_argument('--epochs', type=_positive(int), help='default: 10 for the synthetic data, 30 for --csv/--dataset')
     train.add_argument('--lr', type=_positive(float),
                        help='maximum learning rate of fit_one_cycle (default: 10 for the synthetic data, 3e-3 for --csv/--dataset)')
@@ -115,7 +111,7 @@ def _data_args(p):
     data.add_argument('--cat', metavar='COLS', type=_names, default=[], help='comma-separated categorical columns of --csv')
     data.add_argument('--cont', metavar='COLS', type=_names, help='comma-separated continuous columns of --csv (default: every other numeric column)')
     data.add_argument('--task', choices=['regression', 'classification'], help='for --csv (default regression)')
-    data.add_argument('--dataset', metavar='NAME', type=_dataset, help=f"a scikit-learn data set with raw features: {' or '.join(_DATASET_NAMES)}")
+    data.add_argument('--dataset', metavar='NAME', type=_dataset, help=f"a scikit-learn data set with raw features: {' or '.join(DATASETS)}")
 
 # %% ../nbs/09_cli.ipynb #28b378a6
 def _check_args(args) -> str|None:
@@ -141,11 +137,11 @@ def _data_lines(data) -> list:
     head = data.description.removesuffix(''.join(f"; {n}" for n in data.notes))
     return [f"data: {head}", *(f"note: {n}" for n in data.notes)]
 
-def _data(compare, args):
-    "The `CompareData` the data flags name"
-    if args.csv: return compare.csv_data(args.csv, args.y, args.cat, args.cont, args.task or 'regression', args.rows, args.seed)
-    if args.dataset: return compare.sklearn_data(args.dataset, args.rows, args.seed)
-    return compare.seed_data(args.rows or 200_000, seed=args.seed)
+def _data(loaders, args):
+    "The `CompareData` the data flags name, read with `loaders` (the `compare_data` module)"
+    if args.csv: return loaders.csv_data(args.csv, args.y, args.cat, args.cont, args.task or 'regression', args.rows, args.seed)
+    if args.dataset: return loaders.sklearn_data(args.dataset, args.rows, args.seed)
+    return loaders.seed_data(args.rows or 200_000, seed=args.seed)
 
 # %% ../nbs/09_cli.ipynb #81d1d529
 def _compare(args, cmd, command:str) -> int:
@@ -202,20 +198,20 @@ def _narrow_table(rows, width:int=_WIDTH, name_width:int=28) -> str:
 # %% ../nbs/09_cli.ipynb #99f29e98
 def _suggest(args, cmd, command:str) -> int:
     "`fastai_scaling suggest`: the advice table of `suggest_scalers` for the data the flags name"
-    compare, auto = _heavy('compare'), _heavy('auto')
+    loaders, auto = _heavy('compare_data'), _heavy('auto')
     try:
-        data = _data(compare, args)
-        if not data.cont_names: raise compare.CompareError("the data has no numeric input column to advise on")
+        data = _data(loaders, args)
+        if not data.cont_names: raise loaders.CompareError("the data has no numeric input column to advise on")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter('always')
             table = auto.suggest_scalers(data.df, data.cont_names)
-    except (compare.CompareError, FileNotFoundError, ValueError, TypeError, KeyError) as e: cmd.error(_one_line(e))
+    except (loaders.CompareError, FileNotFoundError, ValueError, TypeError, KeyError) as e: cmd.error(_one_line(e))
     say = print if args.wide else (lambda text: print(_wrap(text, '  ')))
     for line in _data_lines(data): say(line)
     for w in caught:
         if issubclass(w.category, UserWarning): say(f"warning: {_one_line(w.message)}")
     if args.wide:
-        import pandas as pd   # loaded with `compare` already
+        import pandas as pd   # loaded with `compare_data` already
         with pd.option_context('display.width', 250, 'display.max_colwidth', 120, 'display.max_rows', 500,
                                'display.float_format', '{:.4g}'.format):
             print(table[_SUGGEST_SHOWN].to_string())

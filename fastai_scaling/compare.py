@@ -2,72 +2,49 @@
 
 # %% ../nbs/04_compare.ipynb #25de6054
 from __future__ import annotations
-import base64, html, io, os, platform, re, sys, textwrap, time, warnings
-# Newer torch deprecates `torch.jit.script` with a FutureWarning (DeprecationWarning before), and fastai calls it twice
-# while it is imported: noise users of this command cannot act on. Hidden by its message, before fastai is imported
-# here and in the worker processes, which import this module before fastai too.
-for _category in (FutureWarning, DeprecationWarning):
-    warnings.filterwarnings('ignore', message=re.escape('`torch.jit.script` is deprecated'), category=_category)
-import multiprocessing as mp
-import concurrent.futures as cf
+import time, warnings
 from copy import deepcopy
 from contextlib import ExitStack
-from dataclasses import dataclass, field
-from pathlib import Path
-from queue import Empty
 import numpy as np, pandas as pd, torch
-import matplotlib, matplotlib.figure  # figures without pyplot: no global state, no GUI backend needed
 from fasttransform.transform import Transform
 from fastcore.basics import patch
 from fastai.torch_core import set_seed
-from fastai.callback.core import Callback
-import fastai.callback.schedule, fastai.callback.progress  # `fit_one_cycle`, progress bars and `no_bar`
+from fastai.callback.core import Callback, event
+import fastai.callback.schedule, fastai.callback.progress   # imported for what they add to fastai's Learner: fit_one_cycle, no_bar
+del fastai                                                   # (the name itself is not used)
 from fastai.data.block import RegressionBlock, CategoryBlock
 from fastai.data.transforms import RandomSplitter, Categorize
 from fastai.losses import MSELossFlat, CrossEntropyLossFlat
 from fastai.metrics import accuracy
-from fastai.tabular.core import TabularPandas, TabDataLoader, Categorify, FillMissing, Normalize
-from fastai.tabular.model import tabular_config
-from fastai.tabular.learner import tabular_learner, TabularLearner
-import fastai_scaling
-from .procs import RobustNormalize, MinMaxNormalize
-from .drift import DriftNormalize
-from .monitor import ParameterMonitor, _defined_events
-from .procs import StandardNormalize
-from .transforms import QuantileNormalize, PowerNormalize
-from .auto import AutoNormalize
+from fastai.tabular.core import TabularPandas, TabDataLoader, Categorify, FillMissing
+from fastai.tabular.model import TabularModel, tabular_config, get_emb_sz
+from fastai.tabular.learner import TabularLearner
+from .registry import BatchNormInputs, DATASETS, scaler_names, load_scaler
+from .monitor import ParameterMonitor
 from .loader import TensorTabDataLoader
+from .compare_data import CompareError, CompareData, check_table, one_line, seed_data, table_training, sklearn_data, csv_data
+from .compare_results import ScalerRun
+from .compare_report import ScalerComparison   # the class of compare_results, with the plots and write_report of compare_report
+from .compare_pool import run_in_processes
 
 # %% auto #0
-__all__ = ['SCALERS', 'DEFAULT_CHOICES', 'DATASETS', 'LOADERS', 'BatchNormInputs', 'CompareError', 'resolve_scalers',
-           'CompareData', 'seed_data', 'table_training', 'sklearn_data', 'csv_data', 'ScalerRun', 'compare_scalers',
-           'ScalerComparison']
+__all__ = ['SCALERS', 'DEFAULT_CHOICES', 'LOADERS', 'resolve_scalers', 'compare_scalers', 'BatchNormInputs', 'DATASETS',
+           'CompareError', 'CompareData', 'check_table', 'seed_data', 'table_training', 'sklearn_data', 'csv_data',
+           'ScalerRun', 'ScalerComparison']
+
+# %% ../nbs/04_compare.ipynb #30a5e929
+# the names of the modules below that `from fastai_scaling.compare import ...` (and `fastai_scaling.all`) give too
+_all_ = ['BatchNormInputs', 'DATASETS', 'CompareError', 'CompareData', 'check_table', 'seed_data', 'table_training', 'sklearn_data',
+         'csv_data', 'ScalerRun', 'ScalerComparison']
 
 # %% ../nbs/04_compare.ipynb #84bcaba1
-class BatchNormInputs:
-    "A scaling choice made by the model, not a proc: fastai's `BatchNorm1d` on the continuous inputs (`bn_cont=True`)"
-    def __repr__(self): return 'BatchNorm1d on the continuous inputs (bn_cont=True)'
-
-SCALERS = {
-    'none': None,                       # no scaling (Categorify/FillMissing still run where the data needs them)
-    'Normalize': Normalize,             # fastai's mean / standard deviation
-    'RobustNormalize': RobustNormalize, # median / inter-quartile range
-    'MinMaxNormalize': MinMaxNormalize, # min / max onto (0, 1)
-    'DriftNormalize': DriftNormalize,   # mean / standard deviation, adaptable to drift later
-    'batchnorm': BatchNormInputs(),     # no proc: the model's BatchNorm1d learns the scaling (batch statistics)
-    'StandardNormalize': StandardNormalize,  # mean / standard deviation, as Normalize, on the shared base
-    'QuantileNormalize': QuantileNormalize,  # empirical CDF onto a normal ("RankGauss")
-    'PowerNormalize': PowerNormalize,        # Yeo-Johnson with a maximum-likelihood lambda, standardized
-    'auto': AutoNormalize,                   # each column's scaler chosen from its training data (`suggest_scalers`)
-}
+# {name: proc class, None or a BatchNormInputs} for every registered choice, in the registry's order; a dict, so that a
+# session can add a choice of its own (`SCALERS['MinMax11'] = MinMaxNormalize(feature_range=(-1, 1))`)
+SCALERS = {name: load_scaler(name) for name in scaler_names('compare')}
 
 # what `compare` trains without --procs: the seed experiment's question plus batchnorm, inside the 2-minute default run;
 # every other entry of SCALERS is a name away (--procs auto,QuantileNormalize,...)
-DEFAULT_CHOICES = ('none', 'Normalize', 'RobustNormalize', 'MinMaxNormalize', 'DriftNormalize', 'batchnorm')
-
-# %% ../nbs/04_compare.ipynb #da25f019
-class CompareError(ValueError):
-    "A problem with the data or the options given to `compare_scalers` (the CLI reports it in one line, exit code 2)"
+DEFAULT_CHOICES = scaler_names('default')
 
 # %% ../nbs/04_compare.ipynb #fa50d588
 def _lookup_scaler(p) -> tuple:
@@ -99,155 +76,6 @@ def resolve_scalers(procs=None) -> dict:
         out[key] = proc
     return out
 
-# %% ../nbs/04_compare.ipynb #dbfe3063
-@dataclass
-class CompareData:
-    "A table to compare scalers on: what `compare_scalers` needs, plus what the report says about it"
-    df: pd.DataFrame
-    y_name: str
-    cont_names: list
-    cat_names: list = field(default_factory=list)
-    task: str = 'regression'             # 'regression' (MSE) or 'classification' (cross-entropy)
-    true_weights: dict | None = None     # raw-unit weights and 'bias' that generated y, when known
-    description: str = ''
-    training: dict = field(default_factory=dict)  # `compare_scalers` settings that suit this data (epochs, lr, bs, layers)
-    notes: list = field(default_factory=list)     # what reading the data changed or noticed (also at the end of `description`)
-
-    def compare(self, **kwargs):
-        "`compare_scalers` on this data, with its `training` settings unless `kwargs` give others"
-        return compare_scalers(self.df, self.y_name, self.cont_names, self.cat_names, task=self.task,
-                               true_weights=self.true_weights, **{**self.training, **kwargs})
-
-# %% ../nbs/04_compare.ipynb #84f384d6
-def seed_data(rows:int=200_000, n_features:int=10, seed:int=42) -> CompareData:
-    "The seed experiment: `n_features` uniform features in [0, 1) and `y = x . scale_amt`, `scale_amt` integers in [0, 100)"
-    if rows < 2: raise CompareError(f"rows must be at least 2, got {rows}")
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.rand((rows, n_features), generator=gen)
-    scale_amt = torch.randint(0, 100, (n_features,), generator=gen).numpy()
-    names = [f"x{i}" for i in range(1, n_features + 1)]
-    df = pd.DataFrame(x.numpy(), columns=names)
-    df['y'] = (df.values.astype(np.float64) * scale_amt).sum(axis=1)
-    true = {**{n: float(s) for n, s in zip(names, scale_amt)}, 'bias': 0.}
-    desc = (f"synthetic (the seed experiment): {rows:,} rows, {n_features} uniform features in [0, 1), "
-            f"y = x . scale_amt with scale_amt = {scale_amt.tolist()}")
-    return CompareData(df, 'y', names, [], 'regression', true, desc, dict(_SEED_TRAINING))
-
-# the seed experiment's training, which `compare_scalers` also defaults to
-_SEED_TRAINING = dict(epochs=10, lr=10., bs=64, layers=[])
-
-def table_training(n_rows:int) -> dict:
-    "`compare_scalers` settings for a real table of `n_rows` rows: fastai's default MLP, Adam at 3e-3 for 30 epochs"
-    # batch size by size: enough steps per epoch on a small table, an epoch that does not take minutes on a large one
-    bs = 32 if n_rows < 2_000 else 64 if n_rows < 100_000 else 256
-    return dict(epochs=30, lr=3e-3, bs=bs, layers=[200, 100])
-
-# %% ../nbs/04_compare.ipynb #e8067158
-DATASETS = ('breast_cancer', 'diabetes')
-
-def sklearn_data(name:str, rows:int|None=None, seed:int=42) -> CompareData:
-    "A real data set shipped with scikit-learn, with raw (unscaled) features: 'breast_cancer' or 'diabetes'"
-    if name not in DATASETS: raise CompareError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
-    try: from sklearn import datasets
-    except ImportError: raise CompareError("--dataset needs scikit-learn: pip install scikit-learn") from None
-    if name == 'diabetes':
-        bunch, task = datasets.load_diabetes(as_frame=True, scaled=False), 'regression'
-        what = "disease progression (regression) from 10 raw clinical measurements"
-    else:
-        bunch, task = datasets.load_breast_cancer(as_frame=True), 'classification'
-        what = "malignant or benign (classification) from 30 raw cell measurements spanning 1e-3 to 4e3"
-    df = bunch.frame.rename(columns=lambda c: c.replace(' ', '_'))
-    df = _subsample(df, rows, seed)
-    conts = [c for c in df.columns if c != 'target']
-    return CompareData(df, 'target', conts, [], task, None, f"scikit-learn {name}: {len(df):,} rows, {what}", table_training(len(df)))
-
-def _subsample(df, rows, seed):
-    if rows is None or rows >= len(df): return df.reset_index(drop=True)
-    if rows < 2: raise CompareError(f"rows must be at least 2, got {rows}")
-    return df.sample(rows, random_state=seed).reset_index(drop=True)
-
-# %% ../nbs/04_compare.ipynb #553a606b
-def _one_line(e) -> str: return ' '.join(str(e).split())
-
-def _check_columns(df, names, where):
-    missing = [n for n in names if n not in df.columns]
-    if not missing: return
-    cols = list(map(str, df.columns))
-    shown = ', '.join(cols[:20]) + (f", ... ({len(cols)} in all)" if len(cols) > 20 else '')
-    raise CompareError(f"unknown column(s) {', '.join(map(repr, missing))} in {where}; its columns are: {shown}")
-
-def csv_data(path, y:str, cat_names=None, cont_names=None, task:str='regression', rows:int|None=None, seed:int=42) -> CompareData:
-    "Read a CSV for `compare_scalers`: `y` is the target; continuous columns default to every other numeric one"
-    path = Path(path)
-    if not path.exists(): raise CompareError(f"{path}: no such file")
-    if path.is_dir(): raise CompareError(f"{path} is a directory, not a CSV file")
-    try: df = pd.read_csv(path)
-    except pd.errors.EmptyDataError: raise CompareError(f"{path} is empty") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as e: raise CompareError(f"{path} is not a readable CSV: {_one_line(e)}") from None
-    if not len(df): raise CompareError(f"{path} has no data rows")
-    cats = list(cat_names or [])
-    _check_columns(df, [y, *cats, *(cont_names or [])], str(path))
-    notes = []
-    if cont_names is None:
-        others = [c for c in df.columns if c != y and c not in cats]
-        conts = [c for c in others if _numbers(df[c]) is not None]
-        texts = [c for c in others if c not in conts]
-        dates = [c for c in texts if _date_like(df[c])]
-        texts = [c for c in texts if c not in dates]
-        if dates:   # one level per date, mostly unseen in validation: noise to a model, and a wide embedding
-            notes.append(f"date column{'s' if len(dates) > 1 else ''} left out of the inputs: {', '.join(dates)} (as a categorical, "
-                         f"every date would be a level of its own); to use {'them' if len(dates) > 1 else 'it'}, split "
-                         f"{'each' if len(dates) > 1 else 'it'} into parts (year, month, day of week, ...) with fastai's "
-                         f"add_datepart and pass the parts with --cont/--cat")
-        if texts:
-            cats += texts
-            notes.append(f"non-numeric columns used as categorical: {', '.join(texts)}")
-            notes += [f"{c} looks numeric, but {_not_numbers(df[c])}: clean them to use {c} as continuous"
-                      for c in texts if _mostly_numbers(df[c])]
-    else: conts = list(cont_names)
-    n_missing = int(df[y].isna().sum())
-    if n_missing:
-        df = df[df[y].notna()]
-        if not len(df): raise CompareError(f"{path}: target column {y!r} has no values")
-        notes.append(f"dropped {n_missing:,} rows with a missing target")
-    df = _subsample(df, rows, seed)
-    desc = f"{path.name}: {len(df):,} rows, target {y!r}" + ''.join(f"; {n}" for n in notes)
-    return CompareData(df, y, conts, cats, task, None, desc, table_training(len(df)), notes)
-
-def _is_number(col): return pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
-
-def _numbers(col:pd.Series) -> pd.Series|None:
-    "`col` as numbers: a numeric column as it is, a text column whose every value reads as a number converted; else None"
-    if _is_number(col): return col
-    if not (pd.api.types.is_object_dtype(col) or pd.api.types.is_string_dtype(col)): return None   # bool, category, dates
-    num = pd.to_numeric(col, errors='coerce')
-    if (num.notna() != col.notna()).any(): return None
-    return pd.Series(num.to_numpy(dtype=np.float64, na_value=np.nan), index=col.index, name=col.name)
-
-def _not_numbers(col:pd.Series) -> str:
-    "The values of a text column that do not read as numbers, as a short phrase for an error message"
-    bad = col[col.notna() & pd.to_numeric(col, errors='coerce').isna()]
-    examples = ', '.join(repr(v) for v in bad.unique()[:3])
-    return f"{len(bad):,} of its {int(col.notna().sum()):,} values are not numbers (e.g. {examples})"
-
-def _mostly_numbers(col:pd.Series) -> bool:
-    "Is `col` a text column at least half of whose values read as numbers?"
-    if not (pd.api.types.is_object_dtype(col) or pd.api.types.is_string_dtype(col)) or not col.notna().any(): return False
-    return pd.to_numeric(col, errors='coerce').notna().sum() >= 0.5 * col.notna().sum()
-
-def _date_like(col:pd.Series, sample:int=200) -> bool:
-    "Does `col` hold dates: a datetime dtype, or text 90% of whose distinct values (the first `sample`) read as dates?"
-    if pd.api.types.is_datetime64_any_dtype(col): return True
-    if not (pd.api.types.is_object_dtype(col) or pd.api.types.is_string_dtype(col)): return False
-    values = pd.Series(col.dropna().unique()[:sample]).astype(str)
-    if not len(values): return False
-    # a four-digit year or a clock time in every value: without it, codes such as '1-5' or '3a' would read as dates
-    if not values.str.contains(r'\d{4}|\d:\d\d').all(): return False
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')   # pandas warns when it cannot infer one format for all values
-        parsed = pd.to_datetime(values, errors='coerce', format='mixed')
-    return parsed.notna().mean() >= 0.9
-
 # %% ../nbs/04_compare.ipynb #7c075f71
 class _EpochLog(Callback):
     "Time each epoch and, when `report` is given, send it a one-line summary of the epoch"
@@ -263,45 +91,34 @@ class _EpochLog(Callback):
                     f"({self.times[-1]:.1f}s)")
 
 # %% ../nbs/04_compare.ipynb #d15a7c40
+# fastai's training-loop events, in its order, from its public `event` namespace
+_EVENTS = tuple(e for e in vars(event) if not e.startswith('_'))
+
 def _dispatch_table(cbs) -> dict:
     "For each training-loop event, the callbacks in fastai's order that can act on it"
     def acts(cb, e):
         return (e == 'after_fit'                                  # fastai resets every callback's `run` there
                 or type(cb).__call__ is not Callback.__call__     # its own dispatch, which may want every event
-                or e in _defined_events(type(cb)) or e in vars(cb))  # defined by its class, or passed as a function
+                or callable(getattr(type(cb), e, None)) or e in vars(cb))  # defined by its class, or passed as a function
     cbs = sorted(cbs, key=lambda cb: cb.order)                   # stable, as fastai's `cbs.sorted('order')`
-    return {e: [cb for cb in cbs if acts(cb, e)] for e in Callback._methods}
+    return {e: [cb for cb in cbs if acts(cb, e)] for e in _EVENTS}
 
 class _CompareLearner(TabularLearner):
     "fastai's `TabularLearner`, calling each callback only for the events it acts on"
     _dispatch_key = _dispatch = None
     def __call__(self, event_name):
-        # fastai calls every callback for every event, through fastcore's `L` and fastai's attribute fallbacks: about
-        # 0.7 ms per batch on a 2-core CPU, a third of a linear model's step at bs 64. Rebuilt when `cbs` changes.
+        # fastai calls every callback for every event, through fastcore's `L` and fastai's attribute fallbacks: a third
+        # of a linear model's step at bs 64 (see above). The table is rebuilt when `cbs` changes.
         if not isinstance(event_name, str): return super().__call__(event_name)
         key = tuple(map(id, self.cbs))
         if key != self._dispatch_key: self._dispatch_key, self._dispatch = key, _dispatch_table(self.cbs)
         for cb in self._dispatch[event_name]: cb(event_name)
 
-# %% ../nbs/04_compare.ipynb #10c39082
-@dataclass
-class ScalerRun:
-    "What one training run of a scaling choice left behind (arrays are numpy; losses are per epoch unless named `iter_`)"
-    name: str
-    proc: str                   # repr of the proc, or 'none'
-    train_loss: np.ndarray      # fastai's smoothed training loss at the end of each epoch
-    valid_loss: np.ndarray      # validation loss after each epoch
-    accuracy: np.ndarray | None # validation accuracy after each epoch (classification)
-    epoch_time: np.ndarray      # seconds per epoch (training and validation)
-    iter_loss: np.ndarray       # smoothed training loss after each batch
-    iters_per_epoch: int
-    weights: np.ndarray         # `ParameterMonitor.weights`: [records, out, in], in encoded units
-    biases: np.ndarray | None   # [records, out]; None when the first layer has no bias
-    iters: np.ndarray           # training iteration of each record
-    raw_weights: pd.DataFrame   # `ParameterMonitor.raw_weights()`: final weights mapped to raw units
-    seed: int = 42              # seed of the initial weights and the batch order (the split has its own, fixed)
-    embeddings: dict = field(default_factory=dict)  # embedding width of each categorical input, in the model's order
-    warnings: list = field(default_factory=list)    # (category, message) of each distinct warning raised while training
+def _learner(dls, layers, n_out, bn_cont, **kwargs) -> _CompareLearner:
+    "The learner `tabular_learner(dls, layers, config=tabular_config(use_bn=False, bn_cont=bn_cont), n_out=n_out, **kwargs)` builds, as a `_CompareLearner`"
+    model = TabularModel(get_emb_sz(dls.train_ds, {}), len(dls.cont_names), n_out, list(layers),
+                         **tabular_config(use_bn=False, bn_cont=bn_cont))
+    return _CompareLearner(dls, model, **kwargs)
 
 # %% ../nbs/04_compare.ipynb #1e76a851
 LOADERS = {'tensor': TensorTabDataLoader, 'fastai': TabDataLoader}
@@ -323,18 +140,15 @@ def _train_choice(name, proc, df, y_name, cont_names, cat_names, splits, task, e
                            y_block=y_block, splits=splits)
     except (ValueError, TypeError, KeyError, AssertionError) as e:
         raise CompareError(f"{name}: its procs ({', '.join(getattr(p, '__name__', type(p).__name__) for p in procs)}) "
-                           f"refused the data: {_one_line(e)}") from e
+                           f"refused the data: {one_line(e)}") from e
     set_seed(seed)   # same batch order for every choice: the training loader draws its shuffling seed here
     dls = to.dataloaders(bs=bs, val_bs=val_bs, drop_last=False, dl_type=LOADERS[loader])
     n_out = 1 if task == 'regression' else len(next(p for p in to.procs if isinstance(p, Categorize)).vocab)
     every = monitor_every or max(1, epochs * len(dls.train) // 1000)
     log = _EpochLog(label, report)
     set_seed(seed)   # same initial weights for every choice
-    learn = tabular_learner(dls, layers=list(layers), config=tabular_config(use_bn=False, bn_cont=bn_cont), n_out=n_out,
-                            loss_func=MSELossFlat() if task == 'regression' else CrossEntropyLossFlat(),
-                            metrics=[] if task == 'regression' else [accuracy],
-                            cbs=[ParameterMonitor(every=every, grads=False), log])
-    learn.__class__ = _CompareLearner   # the same learner, with a cheaper event dispatch (same calls, same results)
+    learn = _learner(dls, layers, n_out, bn_cont, loss_func=MSELossFlat() if task == 'regression' else CrossEntropyLossFlat(),
+                     metrics=[] if task == 'regression' else [accuracy], cbs=[ParameterMonitor(every=every, grads=False), log])
     if report: report(f"[{label}] training: {len(dls.train):,} batches of {bs} per epoch")
     with ExitStack() as stack:
         if not progress: stack.enter_context(learn.no_bar()); stack.enter_context(learn.no_logging())
@@ -350,15 +164,8 @@ def _train_choice(name, proc, df, y_name, cont_names, cat_names, splits, task, e
                      embeddings={c: e.embedding_dim for c, e in zip(dls.cat_names, learn.model.embeds)})
 
 # %% ../nbs/04_compare.ipynb #0e9ce70a
-_QUEUE = None
-
-def _init_worker(queue):
-    global _QUEUE
-    _QUEUE = queue
-
 def _run_job(job, report=None):
-    "Train one choice on one thread, quietly; in a worker process, progress lines go to the parent's queue"
-    if report is None and _QUEUE is not None: report = _QUEUE.put
+    "Train one choice on one thread, quietly; `report` gets its progress lines (in a worker process, the pool's queue)"
     threads = torch.get_num_threads()
     torch.set_num_threads(1)   # small models at small batches are loop-bound: one thread per choice, choices in parallel
     try:
@@ -367,9 +174,18 @@ def _run_job(job, report=None):
             warnings.simplefilter('always', UserWarning)   # every run's, not only the first per code line and process
             warnings.filterwarnings('ignore', message='The given NumPy array is not writable')
             run = _train_choice(**job, report=report)
-        run.warnings = list(dict.fromkeys((w.category, _one_line(w.message)) for w in caught))
+        run.warnings = list(dict.fromkeys((w.category, one_line(w.message)) for w in caught))
         return run
     finally: torch.set_num_threads(threads)
+
+def _run_jobs(jobs, workers, report, bars) -> list:
+    "Train every job, in `workers` processes (`run_in_processes`) when more than one; the runs come back in the order of `jobs`"
+    if workers > 1 and len(jobs) > 1: return run_in_processes(_run_job, jobs, workers, report)
+    runs = []
+    for job in jobs:
+        if bars: print(f"[{job['label']}]", flush=True)
+        runs.append(_run_job(job, report))
+    return runs
 
 # %% ../nbs/04_compare.ipynb #4964e1c7
 def _default_target(y_train, y_valid, task):
@@ -380,58 +196,14 @@ def _default_target(y_train, y_valid, task):
     return 0.25 * float(-np.log(p).mean()), "a quarter of the cross-entropy of predicting the training class frequencies"
 
 # %% ../nbs/04_compare.ipynb #9e703907
-def _check_inputs(df, y_name, cont_names, cat_names, task, epochs, lr, bs, valid_pct, seeds=1, loader='tensor') -> tuple:
-    "Refuse what cannot be compared with a `CompareError` naming it; return the columns to use (numbers as numbers) and notes"
-    if not isinstance(df, pd.DataFrame): raise CompareError(f"df must be a pandas DataFrame, not {type(df).__name__}")
-    if not len(df): raise CompareError("the data has no rows")
-    if task not in ('regression', 'classification'): raise CompareError(f"task must be 'regression' or 'classification', not {task!r}")
-    _check_columns(df, [y_name, *cont_names, *cat_names], 'the data')
-    if y_name in [*cont_names, *cat_names]: raise CompareError(f"target column {y_name!r} is also listed as an input")
-    if not cont_names and not cat_names: raise CompareError("no input columns: give cont_names or cat_names")
-    twice = sorted({c for c in [*cont_names, *cat_names] if [*cont_names, *cat_names].count(c) > 1})
-    if twice: raise CompareError(f"column(s) {', '.join(map(repr, twice))} listed more than once among the inputs")
-    out, notes, converted, constant = df[[*cat_names, *cont_names, y_name]].reset_index(drop=True), [], [], []
-    for name in cont_names:
-        orig = out[name]
-        col = _numbers(orig)
-        if col is None:
-            if _date_like(orig):
-                raise CompareError(f"continuous column {name!r} holds dates (e.g. {orig.dropna().astype(str).iloc[0]!r}), not numbers: "
-                                   "split it into parts with fastai's add_datepart, or leave it out")
-            why = _not_numbers(orig) if _mostly_numbers(orig) else f"dtype {orig.dtype}"
-            raise CompareError(f"continuous column {name!r} is not numeric ({why}); clean it or list it as categorical")
-        if col is not orig: out[name] = col; converted.append(name)
-        if not col.notna().any(): raise CompareError(f"continuous column {name!r} has no values (all {len(col):,} are missing); drop it")
-        if np.isinf(col.to_numpy(dtype=np.float64, na_value=np.nan)).any():
-            raise CompareError(f"continuous column {name!r} has infinite values")
-        if col.nunique() == 1: constant.append(name)
-    dates = []
-    for name in cat_names:
-        if not out[name].notna().any(): raise CompareError(f"categorical column {name!r} has no values (all {len(out):,} are missing); drop it")
-        if out[name].nunique() == 1: constant.append(name)
-        elif _date_like(out[name]): dates.append(name)
-    y = out[y_name]
-    if y.isna().any(): raise CompareError(f"target column {y_name!r} has {int(y.isna().sum()):,} missing values; drop those rows")
-    if task == 'regression':
-        num = _numbers(y)
-        if num is None:
-            raise CompareError(f"target column {y_name!r} is not numeric (dtype {y.dtype}); regression needs a numeric "
-                               "target (use classification for labels)")
-        if num is not y: out[y_name] = num; converted.append(y_name)
-        if np.isinf(num.to_numpy(dtype=np.float64)).any(): raise CompareError(f"target column {y_name!r} has infinite values")
-    if y.nunique() == 1: raise CompareError(f"target column {y_name!r} has a single value ({y.iloc[0]}): there is nothing to learn")
-    if converted: notes.append(f"text columns whose every value is a number, read as numbers: {', '.join(converted)}")
-    if constant: notes.append(f"constant input columns kept (they carry no information; every scaler maps them to a constant): "
-                              f"{', '.join(constant)}")
-    if dates: notes.append(f"date columns used as categorical, as asked: {', '.join(dates)} (one level per date, unseen dates "
-                           "in validation; fastai's add_datepart splits a date into parts a model can use)")
+def _check_training(epochs, lr, bs, valid_pct, seeds, loader):
+    "Refuse training settings that cannot run with a `CompareError` naming them"
     if not (isinstance(epochs, (int, np.integer)) and epochs >= 1): raise CompareError(f"epochs must be a positive integer, got {epochs!r}")
     if not (isinstance(bs, (int, np.integer)) and bs >= 1): raise CompareError(f"batch size must be a positive integer, got {bs!r}")
     if not (isinstance(seeds, (int, np.integer)) and seeds >= 1): raise CompareError(f"seeds must be a positive integer, got {seeds!r}")
     if not lr > 0: raise CompareError(f"learning rate must be positive, got {lr!r}")
     if not 0 < valid_pct < 1: raise CompareError(f"valid_pct must be between 0 and 1, got {valid_pct!r}")
     if loader not in LOADERS: raise CompareError(f"loader must be one of {', '.join(map(repr, LOADERS))}, not {loader!r}")
-    return out, notes
 
 def _check_split(df, cont_names, splits):
     "FillMissing learns its fill values on the training rows: a column missing values only in the validation rows breaks it"
@@ -461,7 +233,8 @@ def compare_scalers(df:pd.DataFrame, y_name:str, cont_names:list, cat_names:list
                    ) -> ScalerComparison:
     "Train the same model `seeds` times per scaling choice, each with `ParameterMonitor`; returns a `ScalerComparison`"
     cont_names, cat_names = list(cont_names), list(cat_names or [])
-    df, notes = _check_inputs(df, y_name, cont_names, cat_names, task, epochs, lr, bs, valid_pct, seeds, loader)
+    df, notes = check_table(df, y_name, cont_names, cat_names, task)
+    _check_training(epochs, lr, bs, valid_pct, seeds, loader)
     choices = resolve_scalers(procs)
     if task == 'regression': df[y_name] = df[y_name].astype(np.float32)
     splits = [list(s) for s in RandomSplitter(valid_pct=valid_pct, seed=seed)(df)]
@@ -525,387 +298,9 @@ def _warned(runs) -> list:
         else: warnings.warn(message, category)   # deprecations and the like: Python's own filters decide, once
     return lines
 
-# %% ../nbs/04_compare.ipynb #d245f0db
-def _run_jobs(jobs, workers, report, bars) -> list:
-    "Train every job, in `workers` processes when more than one; the runs come back in the order of `jobs`"
-    if workers <= 1 or len(jobs) == 1:
-        runs = []
-        for job in jobs:
-            if bars: print(f"[{job['label']}]", flush=True)
-            runs.append(_run_job(job, report))
-        return runs
-    # 'spawn': a forked child inherits torch's thread pools in an undefined state; spawning costs a few seconds of imports
-    ctx = mp.get_context('spawn')
-    queue = ctx.Queue()
-    def drain():
-        while True:
-            try: line = queue.get_nowait()
-            except Empty: return
-            if report: report(line)
-    pool = cf.ProcessPoolExecutor(min(workers, len(jobs)), mp_context=ctx, initializer=_init_worker, initargs=(queue,))
-    try:
-        futures = [pool.submit(_run_job, job) for job in jobs]
-        pending = set(futures)
-        while pending:
-            done, pending = cf.wait(pending, timeout=0.2, return_when=cf.FIRST_COMPLETED)
-            drain()
-            for f in done: f.result()   # re-raise a worker's error now, not after the others finish
-    except BaseException:
-        # an error (or Ctrl-C) ends the comparison: stop the other workers now instead of waiting for their runs
-        pool.shutdown(wait=False, cancel_futures=True)
-        for p in list((getattr(pool, '_processes', None) or {}).values()): p.terminate()
-        raise
-    pool.shutdown()
-    time.sleep(0.05); drain()
-    return [f.result() for f in futures]
-
-# %% ../nbs/04_compare.ipynb #5389dc59
-def _fmt_loss(v): return f"{v:.4g}" if np.isfinite(v) else str(v)
-
-def _first_below(losses, target):
-    below = np.flatnonzero(np.asarray(losses) < target)
-    return below[0] + 1 if len(below) else pd.NA
-
-class ScalerComparison:
-    "Results of `compare_scalers`: `table`, `runs` per choice (`ScalerRun`; all seeds in `replicates`), plots and `write_report`"
-    def __init__(self, runs:dict, target:float, target_desc:str, settings:dict, true_weights=None, wall_time=None):
-        # `runs`: {choice: ScalerRun, or a list of them, one per seed}
-        self.replicates = {name: list(r) if isinstance(r, (list, tuple)) else [r] for name, r in runs.items()}
-        self.runs = {name: rs[0] for name, rs in self.replicates.items()}
-        self.target, self.target_desc, self.settings = target, target_desc, settings
-        self.true_weights, self.wall_time = true_weights, wall_time
-
-    @property
-    def n_seeds(self) -> int: return max(len(rs) for rs in self.replicates.values())
-
-    def results(self) -> pd.DataFrame:
-        "One row per run (choice and seed): final train and valid loss, first epoch below `target`, seconds per epoch"
-        rows = []
-        for name, rs in self.replicates.items():
-            for r in rs:
-                row = dict(scaler=name, seed=r.seed, train_loss=r.train_loss[-1], valid_loss=r.valid_loss[-1],
-                           epoch_below_target=_first_below(r.valid_loss, self.target))
-                if r.accuracy is not None: row['accuracy'] = r.accuracy[-1]
-                row['sec_per_epoch'] = float(r.epoch_time.mean())
-                rows.append(row)
-        res = pd.DataFrame(rows).set_index(['scaler', 'seed'])
-        res['epoch_below_target'] = res['epoch_below_target'].astype('Int64')
-        return res
-
-    @property
-    def table(self) -> pd.DataFrame:
-        "One row per choice: final train and valid loss, first epoch (1-based) with valid loss below `target`, seconds per epoch; with several seeds, their mean and `_min`/`_max` over seeds"
-        res = self.results()
-        if self.n_seeds == 1: return res.droplevel('seed')
-        g = res.astype(float).groupby(level='scaler', sort=False)   # an epoch never reached: NaN
-        out = pd.DataFrame(index=pd.Index(list(self.replicates), name='scaler'))
-        for c in res.columns.drop('sec_per_epoch'):
-            never = c == 'epoch_below_target'   # one seed that never got there makes the mean and the max "never"
-            out[c] = g[c].apply(lambda x: x.mean(skipna=False)) if never else g[c].mean()
-            out[f'{c}_min'] = g[c].min()
-            out[f'{c}_max'] = g[c].apply(lambda x: x.max(skipna=False)) if never else g[c].max()
-        out['sec_per_epoch'] = g['sec_per_epoch'].mean()
-        for c in ('epoch_below_target_min', 'epoch_below_target_max'): out[c] = out[c].round().astype('Int64')
-        return out
-
-    @property
-    def baseline(self) -> pd.DataFrame|None:
-        "The constant prediction's row, in `table`'s columns: its loss on the training and the validation rows (None when unknown)"
-        b, t = self.settings.get('baseline'), self.table
-        if b is None: return None
-        base = lambda c: c[:-4] if c.endswith(('_min', '_max')) else c   # a constant prediction has no seed-to-seed spread
-        row = {c: np.nan if base(c) in ('epoch_below_target', 'sec_per_epoch') else b.get(base(c), np.nan) for c in t.columns}
-        return pd.DataFrame([row], index=pd.Index(['baseline'], name='scaler')).astype(t.dtypes.to_dict())
-
-    def _formatted(self) -> pd.DataFrame:
-        epoch = lambda v: 'never' if pd.isna(v) else f"{v:g}" if float(v) == int(v) else f"{v:.1f}"
-        fmt = dict(train_loss=_fmt_loss, valid_loss=_fmt_loss, sec_per_epoch='{:.2f}'.format, accuracy='{:.4f}'.format,
-                   epoch_below_target=epoch)
-        table, base = self.table, self.baseline
-        cols = [c for c in table.columns if not c.endswith(('_min', '_max'))]
-        def cell(c, name):
-            f, v = fmt.get(c, str), table.at[name, c]
-            if f'{c}_min' not in table: return f(v)
-            return f"{f(v)} [{f(table.at[name, f'{c}_min'])}, {f(table.at[name, f'{c}_max'])}]"
-        out = pd.DataFrame({c: [cell(c, name) for name in table.index] for c in cols}, index=table.index)
-        if base is not None:   # no epochs, no time: '-'
-            out.loc['baseline'] = ['-' if pd.isna(v := base.at['baseline', c]) else fmt.get(c, str)(v) for c in cols]
-        return out
-
-    def spread_desc(self) -> str:
-        "What the table's brackets mean"
-        s = self.settings.get('seeds') or [r.seed for r in next(iter(self.replicates.values()))]
-        return f"mean [min, max] over {len(s)} seeds ({', '.join(map(str, s))})" if self.n_seeds > 1 else ''
-
-    def format_table(self) -> str:
-        "`table` as text, as the CLI prints it, with the `baseline` row last: with several seeds, each cell is the mean [min, max] over seeds"
-        f = self._formatted()
-        width = max(len('scaler'), *map(len, f.index))
-        f.index = [name.ljust(width) for name in f.index]
-        lines = f.to_string().split('\n')
-        lines[0] = 'scaler'.ljust(width) + lines[0][width:]   # the index's name on the header line, not a line of its own
-        text = '\n'.join(lines)
-        return f"{self.spread_desc()}:\n{text}" if self.n_seeds > 1 else text
-
-    def best(self) -> str|None:
-        "One line: the choice with the lowest (mean) valid loss, `none` included, and whether the runner-up can be told apart from it"
-        t = self.table
-        v = t.valid_loss[np.isfinite(t.valid_loss)]
-        if len(t) < 2 or v.empty: return None
-        order = v.sort_values(kind='stable')
-        best = order.index[0]
-        spread = lambda n: f" [{_fmt_loss(t.valid_loss_min[n])}, {_fmt_loss(t.valid_loss_max[n])}]" if self.n_seeds > 1 else ''
-        line = f"best: {best}, valid loss {_fmt_loss(v[best])}{spread(best)}"
-        if best == 'none': line += ": no scaler ended below no scaling"
-        elif 'none' in v.index and v[best] > 0: line += f", {_ratio(v['none'] / v[best])}x below none"
-        if len(order) < 2: return line
-        second = order.index[1]
-        if self.n_seeds > 1:
-            lo, hi = max(t.valid_loss_min[best], t.valid_loss_min[second]), min(t.valid_loss_max[best], t.valid_loss_max[second])
-            if lo <= hi: return line + (f"; runner-up {second}{spread(second)} overlaps it: the difference is within the spread "
-                                        f"over {self.n_seeds} seeds")
-            return line + f"; every seed below runner-up {second}'s range{spread(second)}"
-        close = _CLOSE[self.settings.get('task', 'regression')]
-        if v[second] < close * v[best]:
-            return line + (f"; runner-up {second} ({_fmt_loss(v[second])}) is within {close - 1:.0%}: one seed cannot tell them "
-                           "apart (train more seeds to see the spread)")
-        return line
-
-    def baseline_note(self) -> str|None:
-        "A `warning:` line when no choice ends below the baseline (a constant prediction), a `note:` naming the choices that do not"
-        b, v = self.settings.get('baseline'), self.table.valid_loss
-        if b is None: return None
-        worse = [name for name in v.index if not v[name] < b['valid_loss']]   # a NaN loss is not below either
-        what = f"the baseline ({b['desc']}: valid loss {_fmt_loss(b['valid_loss'])})"
-        if len(worse) == len(v):
-            return (f"warning: no choice beats {what}; the best ended at {_fmt_loss(v.min())}. Either the inputs do not predict "
-                    "the target, or these settings did not learn it: try another learning rate, more epochs or other layers")
-        return f"note: {', '.join(worse)} ended at or above {what}" if worse else None
-
-    def __repr__(self): return f"{type(self).__name__}: target valid loss {self.target:.4g}\n{self.format_table()}"
-
-    def raw_weights(self) -> pd.DataFrame:
-        "Each choice's final first-layer weights and bias in raw units (`ParameterMonitor.raw_weights`, first seed), one entry per input column, and the true ones when known"
-        frames = {name: _per_column(r) for name, r in self.runs.items()}
-        if self.true_weights is not None: frames = {'true': pd.DataFrame([self.true_weights]), **frames}
-        out = pd.concat(frames, names=['scaler', 'unit'])
-        return out[[c for c in out.columns if c != 'bias'] + (['bias'] if 'bias' in out.columns else [])]
-
-    def _raw_shown(self, unit:int=0) -> tuple:
-        "(`raw_weights()` of one unit per choice, without constant training columns and with their share in the bias; those columns)"
-        raw = self.raw_weights()
-        out = pd.DataFrame({name: g.iloc[min(unit, len(g) - 1)] for name, g in raw.groupby(level=0, sort=False)}).T
-        constant = [c for c in (self.settings.get('constant') or {}) if c in out.columns]
-        if constant and 'bias' in out:   # on a constant, weight x value is all the data can identify, and it acts as a bias
-            out['bias'] = out['bias'] + sum(out[c].astype(float).fillna(0) * self.settings['constant'][c] for c in constant)
-        return out.drop(columns=constant), constant
-
-# one seed: a lead below this ratio is not called; measured seed-to-seed spreads are in the docs of `best`, below
-_CLOSE = {'regression': 1.1, 'classification': 1.5}
-
-def _ratio(r:float) -> str:
-    "A ratio to three significant digits: 1.5, 435, 6.91e8"
-    s = f"{r:.3g}"
-    if 'e' not in s: return s
-    m, e = s.split('e')
-    return f"{m}e{int(e)}"
-
-def _per_column(run:ScalerRun) -> pd.DataFrame:
-    "`run.raw_weights` with a categorical column's embedding dimensions `c[0]`, `c[1]`, ... as one entry `c (emb)`: their norm"
-    raw, dims = run.raw_weights, {c: [f'{c}[{k}]' for k in range(n)] for c, n in run.embeddings.items()}
-    if not dims or not all(d in raw.columns for ds in dims.values() for d in ds): return raw
-    norms = pd.DataFrame({f'{c} (emb)': np.sqrt((raw[ds].astype(float)**2).sum(axis=1)) for c, ds in dims.items()}, index=raw.index)
-    out = pd.concat([norms, raw.drop(columns=[d for ds in dims.values() for d in ds])], axis=1)
-    out.attrs = dict(raw.attrs)
-    return out
-
-# %% ../nbs/04_compare.ipynb #650b6940
-def _choice_colors(names):
-    tab = matplotlib.colormaps['tab10']
-    return {n: tab(i % 10) for i, n in enumerate(names)}
-
-def _thin(x, n=2000):
-    return x if len(x) <= n else x[np.linspace(0, len(x) - 1, n).round().astype(int)]
-
-# %% ../nbs/04_compare.ipynb #67bb180c
+# %% ../nbs/04_compare.ipynb #dbd5e511
 @patch
-def plot_losses(self:ScalerComparison) -> matplotlib.figure.Figure:
-    "Training (smoothed, per batch) and validation (per epoch) loss of every choice on one log-scale plot; bands: min to max over seeds"
-    fig = matplotlib.figure.Figure(figsize=(9, 5))
-    ax = fig.subplots()
-    colors, n = _choice_colors(self.runs), len(self.runs)
-    for k, (name, rs) in enumerate(self.replicates.items()):
-        it = np.arange(1, len(rs[0].iter_loss) + 1)
-        idx = _thin(it - 1)
-        iters = np.clip(np.stack([r.iter_loss for r in rs]), 1e-12, None)[:, idx]
-        valid = np.stack([r.valid_loss for r in rs])
-        x, epochs = it[idx] / rs[0].iters_per_epoch, np.arange(1, valid.shape[1] + 1)
-        ax.plot(x, iters.mean(0), color=colors[name], alpha=.35, lw=1)
-        # choices that train identically overlap exactly: earlier ones get bigger markers so every one stays visible
-        ax.plot(epochs, valid.mean(0), color=colors[name], lw=2, marker='osD^v<>ph*'[k % 10], ms=4 + 2 * (n - k), mfc='none',
-                mew=1.5, label=f"{name} (valid{', mean' if len(rs) > 1 else ''})")
-        if len(rs) > 1:
-            ax.fill_between(x, iters.min(0), iters.max(0), color=colors[name], alpha=.12, lw=0)
-            ax.fill_between(epochs, valid.min(0), valid.max(0), color=colors[name], alpha=.25, lw=0)
-    ax.axhline(self.target, color='k', ls='--', lw=1, label=f"target {self.target:.3g}")
-    base = self.settings.get('baseline')
-    if base: ax.axhline(base['valid_loss'], color='gray', ls=':', lw=1.5, label=f"baseline {base['valid_loss']:.3g} (valid)")
-    ax.set_yscale('log'); ax.set_xlabel('epoch'); ax.set_ylabel('loss (log scale)')
-    title = 'Loss per choice: thin lines training (smoothed), dots validation after each epoch'
-    if self.n_seeds > 1: title += f'\nlines: mean over {self.n_seeds} seeds; bands: min to max'
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8); fig.tight_layout()
-    return fig
-
-# %% ../nbs/04_compare.ipynb #b5ecb39a
-@patch
-def plot_weights(self:ScalerComparison, unit:int=0) -> matplotlib.figure.Figure:
-    "Small multiples of each choice's first-layer weights (top) and bias (bottom) over training, in encoded units (first seed)"
-    n = len(self.runs)
-    fig = matplotlib.figure.Figure(figsize=(3.2 * n, 5.5))
-    axs = fig.subplots(2, n, squeeze=False, sharex=True, gridspec_kw=dict(height_ratios=[3, 1]))
-    for j, (name, r) in enumerate(self.runs.items()):
-        x = r.iters / r.iters_per_epoch
-        cols = [c for c in r.raw_weights.columns if c != 'bias']
-        labels = cols if len(cols) == r.weights.shape[2] else [f"in {i}" for i in range(r.weights.shape[2])]
-        for i, lbl in enumerate(labels): axs[0, j].plot(x, r.weights[:, unit, i], lw=1, label=lbl)
-        if r.biases is not None: axs[1, j].plot(x, r.biases[:, unit], color='k', lw=1)
-        axs[0, j].set_title(name + (f" (unit {unit})" if r.weights.shape[1] > 1 else ''), fontsize=10)
-        axs[1, j].set_xlabel('epoch')
-    axs[0, 0].set_ylabel('weight'); axs[1, 0].set_ylabel('bias')
-    if len(labels) <= 12: axs[0, -1].legend(fontsize=7, loc='upper left', bbox_to_anchor=(1, 1))
-    seed = f" (seed {next(iter(self.runs.values())).seed})" if self.n_seeds > 1 else ''
-    fig.suptitle(f'First-layer weights during training, in the units the model sees (after scaling){seed}')
-    fig.tight_layout()
-    return fig
-
-# %% ../nbs/04_compare.ipynb #29b3815e
-_PER_ROW, _MAX_SHOWN = 25, 100   # inputs per row of the raw-weight plot and table, and in all (every one is in raw_weights.csv)
-
-@patch
-def plot_raw_weights(self:ScalerComparison, unit:int=0) -> matplotlib.figure.Figure:
-    "Each choice's final weights (left) and bias (right) in raw units, with the true ones when known; constant columns left out"
-    raw, constant = self._raw_shown(unit)
-    feats = [c for c in raw.columns if c != 'bias']
-    shown = feats[:_MAX_SHOWN]
-    rows = [shown[i:i + _PER_ROW] for i in range(0, len(shown), _PER_ROW)] or [[]]
-    width = max(map(len, rows))
-    notes = [line for n in self._raw_notes(unit, constant, len(feats)) for line in textwrap.wrap(n, int(11 * max(7, 0.45 * width + 3)))]
-    fig = matplotlib.figure.Figure(figsize=(max(7, 0.45 * width + 3), 1 + 0.2 * len(notes) + 3.6 * len(rows)))
-    axs = fig.subplots(len(rows), 2, squeeze=False, gridspec_kw=dict(width_ratios=[max(width, 1), 1.5]))
-    colors = _choice_colors(self.runs)
-    for k, name in enumerate(raw.index):
-        style = dict(marker='x', color='k', s=60, zorder=3) if name == 'true' else dict(marker='o', color=colors[name], s=22, alpha=.8)
-        off = 0 if name == 'true' else (k - len(raw) / 2) * 0.06
-        for ax, cols in zip(axs[:, 0], rows): ax.scatter(np.arange(len(cols)) + off, raw.loc[name, cols].astype(float), label=name, **style)
-        if 'bias' in raw: axs[0, 1].scatter([off], [float(raw.at[name, 'bias'])], **style)
-    for ax, cols in zip(axs[:, 0], rows):
-        upright = width > 12 or max(map(len, cols), default=0) > 8   # labels that would overlap side by side
-        ax.set_xticks(range(len(cols)), cols, rotation=90 if upright else 0, fontsize=8)
-        ax.set_xlim(-.5, width - .5); ax.set_ylabel('weight in raw units')
-    axs[0, 0].legend(fontsize=8)
-    axs[0, 1].set_xticks([0], ['bias']); axs[0, 1].set_xlim(-.5, .5)
-    for ax in axs[1:, 1]: ax.axis('off')
-    fig.suptitle('\n'.join(['Final weights mapped back to raw units (ParameterMonitor.raw_weights)', *notes]), fontsize=10)
-    fig.tight_layout()
-    return fig
-
-@patch
-def _raw_notes(self:ScalerComparison, unit, constant, n_inputs) -> list:
-    "What the raw-weight plot and table leave out, in short lines"
-    n_units = max(len(r.raw_weights) for r in self.runs.values())
-    notes = [f"unit {min(unit, n_units - 1)} of the first layer's {n_units}"] if n_units > 1 else []
-    if n_inputs > _MAX_SHOWN: notes.append(f"the first {_MAX_SHOWN} of {n_inputs} inputs (all in raw_weights.csv)")
-    if constant: notes.append(f"constant training columns left out: {', '.join(constant)} (a weight on a constant only shifts the "
-                              "bias, which includes it)")
-    if any(c.endswith(' (emb)') for r in self.runs.values() for c in _per_column(r).columns):
-        notes.append("c (emb): the norm of the weights on categorical column c's embedding, in no unit")
-    return notes
-
-# %% ../nbs/04_compare.ipynb #541368c8
-def _png(fig:matplotlib.figure.Figure) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format='png', dpi=100)
-    return buf.getvalue()
-
-_CSS = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
-        "table{border-collapse:collapse;font-size:14px;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
-        "th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee}code{background:#f3f3f3;padding:1px 4px}"
-        "dt{font-weight:600;float:left;clear:left;width:11em}dd{margin-left:12em}")
-
-def _html_tables(df, per_table:int=12) -> str:
-    "`df` (a scaler per row) as HTML tables of at most `per_table` columns each, so that a wide table wraps instead of overflowing"
-    df = df.rename_axis('scaler').reset_index()   # the index as a column: one header row
-    key, cols = df.columns[0], list(df.columns[1:])
-    return '\n'.join(df[[key, *cols[i:i + per_table]]].to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep='', border=0)
-                     for i in range(0, max(len(cols), 1), per_table))
-
-# %% ../nbs/04_compare.ipynb #574adb13
-@patch
-def write_report(self:ScalerComparison, out='scaling-report', command:str=None, description:str='') -> Path:
-    "Write results.csv (one row per run), summary.csv (`table`), raw_weights.csv, three PNG plots and a self-contained report.html into `out`"
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    table, raw = self.table, self.raw_weights()
-    self.results().to_csv(out/'results.csv')
-    pd.concat([table, self.baseline]).to_csv(out/'summary.csv')   # `table` and, last, the baseline row
-    raw.to_csv(out/'raw_weights.csv')
-    images = {}
-    for fname, plot, title in [('loss_curves.png', self.plot_losses, 'Loss curves'),
-                               ('weight_trajectories.png', self.plot_weights, 'First-layer weight trajectories'),
-                               ('raw_weights.png', self.plot_raw_weights, 'Weights in raw units')]:
-        png = _png(plot())
-        (out/fname).write_bytes(png)
-        images[fname] = (title, base64.b64encode(png).decode('ascii'))
-    s, esc = self.settings, html.escape
-    model = f"linear (layers=[])" if not s['layers'] else f"layers={s['layers']}"
-    seeds = s.get('seeds') or [s['seed']]
-    bn_names = s.get('bn_cont') or []
-    bn = f" (except {', '.join(bn_names)}: BatchNorm1d on the continuous inputs)" if bn_names else ''
-    loader = {'tensor': 'TensorTabDataLoader', 'fastai': "fastai's TabDataLoader"}.get(s.get('loader'), s.get('loader'))
-    facts = {'command': f"<code>{esc(command)}</code>" if command else None, 'data': esc(description) or None,
-             'notes': esc('; '.join(s.get('notes') or [])) or None,
-             'warnings': esc('; '.join(s.get('warnings') or [])) or None,
-             'rows': f"{s['rows']:,} ({s['n_train']:,} training, {s['n_valid']:,} validation, one random split for all choices)",
-             'target': f"{esc(s['y_name'])} ({s['task']}, {'MSE' if s['task'] == 'regression' else 'cross-entropy'} loss)",
-             'inputs': esc(f"{len(s['cont_names'])} continuous" + (f", {len(s['cat_names'])} categorical" if s['cat_names'] else '')),
-             'training': esc(f"tabular_learner, {model}, no batch norm{bn}; Adam (fastai's default), fit_one_cycle({s['epochs']}, "
-                             f"{s['lr']:g}), bs {s['bs']}" + (f"; batches from {loader}" if loader else '')),
-             'seeds': f"split: {s['seed']}; initial weights and batch order: {', '.join(map(str, seeds))}"
-                      + (" (one run per choice and seed)" if len(seeds) > 1 else ''),
-             'loss target': f"{self.target:.4g}: {esc(self.target_desc)}",
-             'baseline': esc(s['baseline']['desc']) if s.get('baseline') else None,
-             'wall time': None if self.wall_time is None else f"{self.wall_time:.0f} s on {s['workers']} worker process(es)",
-             'software': esc(f"fastai_scaling {fastai_scaling.__version__}, fastai {_version('fastai')}, torch {torch.__version__}, "
-                             f"Python {platform.python_version()}, {os.cpu_count()} CPUs")}
-    spread = (f" With {len(seeds)} seeds each cell is the {esc(self.spread_desc())}; a difference inside those ranges "
-              "is within seed-to-seed variation.") if len(seeds) > 1 else ''
-    verdicts = [line for line in (self.best(), self.baseline_note()) if line]
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>Scaling comparison</title><style>{_CSS}</style></head><body>",
-             "<h1>Scaling comparison</h1><dl>", *[f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts.items() if v], "</dl>",
-             "<h2>Results</h2><p>One row per scaling choice: final training loss (fastai's smoothed value) and validation loss, "
-             f"the first epoch whose validation loss fell below the target, and seconds per epoch; last, the baseline: the "
-             f"losses of a constant prediction fitted on the training rows.{spread}</p>",
-             self._formatted().reset_index().to_html(index=False, border=0), *[f"<p>{esc(line)}</p>" for line in verdicts]]
-    for fname, (title, b64) in images.items():
-        parts.append(f"<h2>{title}</h2><img alt='{fname}' src='data:image/png;base64,{b64}'>")
-        if fname == 'raw_weights.png':
-            shown, constant = self._raw_shown()
-            notes = self._raw_notes(0, constant, shown.shape[1] - ('bias' in shown))
-            parts.append("<p>In raw units (weights mapped back through each fitted scaler" + (", first seed" if len(seeds) > 1 else '')
-                         + f"), as in the plot{''.join('; ' + esc(n) for n in notes)}. Every unit and column: raw_weights.csv.</p>")
-            curved = sorted({c for r in self.runs.values() for c in getattr(r.raw_weights, 'attrs', {}).get('linearized', [])})
-            if curved: parts.append(f"<p>Through a quantile or power transform the map is not affine: for {html.escape(', '.join(curved))} "
-                                    "the raw-unit weight is a local linearisation around the column's typical value (see "
-                                    "<code>ParameterMonitor.raw_weights</code>).</p>")
-            cols = [c for c in shown.columns if c != 'bias'][:_MAX_SHOWN] + (['bias'] if 'bias' in shown else [])
-            parts.append(_html_tables(shown[cols]))
-    parts.append("<p>Files: results.csv (one row per run), summary.csv (the table above), raw_weights.csv (every unit and input "
-                 "column), loss_curves.png, weight_trajectories.png, raw_weights.png.</p></body></html>")
-    path = out/'report.html'
-    path.write_text('\n'.join(parts), encoding='utf-8')
-    return path
-
-def _version(pkg):
-    try: return __import__(pkg).__version__
-    except Exception: return '?'
+def compare(self:CompareData, **kwargs) -> ScalerComparison:
+    "`compare_scalers` on this data, with its `training` settings unless `kwargs` give others"
+    return compare_scalers(self.df, self.y_name, self.cont_names, self.cat_names, task=self.task,
+                           true_weights=self.true_weights, **{**self.training, **kwargs})

@@ -4,107 +4,22 @@
 from __future__ import annotations
 from collections import Counter
 from typing import NamedTuple
-from fastai.tabular.core import TabularProc, Tabular, TabularPandas, Normalize
+from fastai.tabular.core import TabularProc, Tabular
 from fastai.data.core import Datasets
 import numpy as np, pandas as pd, os
+from .stats import is_zero_spread, needed_indexes
+from .sources import CHUNK_ROWS, column_values, check_finite
+from .summaries import Needs, Request, SummaryFit, fit_from_data
+from .patches import check_claims   # also applies the package's patches of fastai (see patches)
 from concurrent import futures   # qualified: fastai's star import brings fastcore's ThreadPoolExecutor, whose `map` differs
 
 # %% auto #0
-__all__ = ['SPREAD_LADDER', 'working_dtype', 'column_values', 'check_finite', 'is_zero_spread', 'handle_zero_spread',
-           'is_constant', 'fallback_percentiles', 'wider_quantile_range', 'ColumnScaler', 'setups', 'AffineFit',
-           'AffineNormalize', 'show_results']
-
-# %% ../nbs/00_core.ipynb #e6e89aa7
-def working_dtype(dtype) -> np.dtype:
-    "The float dtype a numeric column of `dtype` is computed in: float64 where float32 would round its values, else float32"
-    dtype = np.dtype(getattr(dtype, 'numpy_dtype', dtype))   # pandas' nullable dtypes wrap a numpy dtype
-    wide = dtype.itemsize > 4 or (dtype.kind in 'iu' and dtype.itemsize == 4)
-    return np.dtype(np.float64 if wide else np.float32)
-
-# %% ../nbs/00_core.ipynb #3391f4f3
-def column_values(col:pd.Series, name=None) -> np.ndarray:
-    "Values of `col` as a float ndarray in its `working_dtype`, NaN for missing values; `TypeError` naming the column if they are not numbers"
-    name = col.name if name is None else name
-    dtype = col.dtype
-    if isinstance(dtype, pd.SparseDtype): return column_values(col.sparse.to_dense(), name)
-    if isinstance(dtype, pd.CategoricalDtype): return _category_values(col, name)
-    if pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype): return _parse_numbers(col, name)
-    if pd.api.types.is_bool_dtype(dtype): return col.to_numpy(dtype=np.float32, na_value=np.nan)
-    if not pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_complex_dtype(dtype):
-        hint = ("extract numbers from it first (e.g. fastai's `add_datepart`)" if dtype.kind in 'mM'
-                else "convert it to numbers or list it in `cat_names` instead of `cont_names`")
-        raise TypeError(f"Continuous column {name!r} has non-numeric dtype {dtype}: {hint}")
-    return col.to_numpy(dtype=working_dtype(dtype), na_value=np.nan)
-
-def _parse_numbers(col, name):
-    "Numbers held in an object or string column (as `learn.predict` passes them); any value that is not a number is an error"
-    values = pd.to_numeric(col, errors='coerce')
-    bad = values.isna().to_numpy() & col.notna().to_numpy()
-    if bad.any():
-        raise TypeError(f"Continuous column {name!r} holds {int(bad.sum())} value(s) that are not numbers, such as "
-                        f"{col[bad].iloc[0]!r}: convert it to numbers or list it in `cat_names` instead of `cont_names`")
-    if pd.api.types.is_object_dtype(values.dtype) or pd.api.types.is_string_dtype(values.dtype):
-        raise TypeError(f"Continuous column {name!r} has non-numeric values of dtype {values.dtype}")
-    return column_values(values, name)
-
-def _category_values(col, name):
-    "A categorical column whose categories are numbers, as those numbers"
-    cats = col.cat.categories
-    values = column_values(pd.Series(cats, copy=False), name)   # refuses text categories, naming the column
-    codes = col.cat.codes.to_numpy()
-    out = values[np.maximum(codes, 0)] if len(values) else np.zeros(len(codes), values.dtype)
-    out[codes < 0] = np.nan
-    return out
-
-# %% ../nbs/00_core.ipynb #028dc02f
-def check_finite(x:np.ndarray, name, where='') -> np.ndarray:
-    "Raise a `ValueError` naming column `name` if `x` holds +-inf; return `x`"
-    inf = np.isinf(x)
-    if inf.any(): raise ValueError(f"{where}column {name!r} contains {int(inf.sum())} infinite value(s); "
-                               "replace them (e.g. with NaN, then FillMissing) before scaling")
-    return x
-
-# %% ../nbs/00_core.ipynb #6ed6607f
-def is_zero_spread(spread:float, dtype=np.float64, magnitude:float=0., n:int=1) -> bool:
-    "Whether `spread` is zero up to the rounding error of `n` values of size `magnitude` stored as `dtype`"
-    # relative to the magnitude alone, never to an absolute floor: a column's unit must not decide whether it is
-    # constant (a wavelength of 4e-7..7e-7 m spreads over 3e-7, the same column in nm over 300)
-    bound = max(10 * np.finfo(dtype).eps, n * np.finfo(np.float64).eps) * abs(float(magnitude))
-    return abs(float(spread)) <= bound
-
-def handle_zero_spread(spread:float, dtype=np.float64, magnitude:float=0., n:int=1) -> float:
-    "`spread`, or 1.0 when it is zero up to rounding (`is_zero_spread`), as scikit-learn's `_handle_zeros_in_scale`"
-    return 1.0 if is_zero_spread(spread, dtype, magnitude, n) else float(spread)
-
-# %% ../nbs/00_core.ipynb #76a3536a
-SPREAD_LADDER = ((10., 90.), (5., 95.), (1., 99.))   # percentile pairs tried in turn when a column's own pair coincides
-
-def is_constant(x) -> bool:
-    "Whether the finite, non-missing values `x` (an array, or a `from_data` column summary) are all equal up to rounding"
-    lo, hi = float(x.min()), float(x.max())
-    return is_zero_spread(hi - lo, x.dtype, max(abs(lo), abs(hi)), len(x))
-
-def fallback_percentiles(quantile_range:tuple) -> list:
-    "The pairs of `SPREAD_LADDER` wider than `quantile_range`, in the order `wider_quantile_range` tries them"
-    q_lo, q_hi = map(float, quantile_range)
-    return [p for p in SPREAD_LADDER if p[0] <= q_lo and p[1] >= q_hi and p != (q_lo, q_hi)]
-
-def wider_quantile_range(x, quantile_range:tuple) -> tuple:
-    "((lo, hi), (value at lo, value at hi)): the first pair of `SPREAD_LADDER` wider than `quantile_range` whose values (values of `x`, not interpolations) differ beyond rounding, else the extremes ((0, 100), (min, max))"
-    pairs = fallback_percentiles(quantile_range)
-    if pairs:
-        values = np.percentile(x, [q for p in pairs for q in p], method='inverted_cdf')
-        values = np.asarray(values, dtype=np.float64).reshape(-1, 2)
-        for p, (a, b) in zip(pairs, values):
-            if not is_zero_spread(b - a, x.dtype, max(abs(a), abs(b)), len(x)): return p, (float(a), float(b))
-    return (0., 100.), (float(x.min()), float(x.max()))
+__all__ = ['ColumnScaler', 'is_int', 'check_columns', 'AffineFit', 'AffineNormalize', 'FitOnSummary']
 
 # %% ../nbs/00_core.ipynb #4c529d39
-_CHUNK_ROWS = 262_144   # rows per chunk `from_data` reads from a DataFrame or parquet files: per-chunk temporaries stay small
-
 class ColumnScaler(TabularProc):
     "Base of every scaling proc: fit a map per continuous column on the training split, encode to float32, decode back"
-    order = 2             # after FillMissing (0) and Categorify (1); fastai's `Normalize` (99) checks claims against ours, see below
+    order = 2             # after FillMissing (0) and Categorify (1); fastai's `Normalize` (99) checks claims against ours (patches)
     state_names = ()      # the dicts (column -> value) that hold what `fit_state` returns, in its order
     info_names = ()       # dicts of what `fit_state` returns after the state: how each column was fitted (presets may omit them)
     is_affine = False     # True when encoding is exactly (x - center) / scale
@@ -149,32 +64,57 @@ class ColumnScaler(TabularProc):
     @classmethod
     def from_state(cls, state:dict, **kwargs):
         "A proc with precomputed `state` ({state name: {column: value}}, optionally `info_names` too); `setups` then checks it covers the columns and does not refit"
-        proc = cls(**kwargs)
-        missing = [a for a in cls.state_names if a not in state]
-        if missing: raise ValueError(f"from_stats: {cls.__name__} needs {', '.join(cls.state_names)}; missing {', '.join(missing)}")
-        keys = [set(state[a]) for a in cls.state_names]
+        return cls(**kwargs).set_state(state)
+
+    def set_state(self, state:dict) -> ColumnScaler:
+        "Preset this proc with `state` (as `from_state`), each column checked by `check_state`; returns the proc"
+        owner, names_ = type(self).__name__, self.state_names
+        missing = [a for a in names_ if a not in state]
+        if missing: raise ValueError(f"{owner}: a preset needs {', '.join(names_)}; missing {', '.join(missing)}")
+        keys = [set(state[a]) for a in names_]
         partial = set.union(*keys) - set.intersection(*keys)
-        if partial: raise ValueError(f"from_stats: column(s) {sorted(map(str, partial))} lack a value for some of {', '.join(cls.state_names)}")
-        names = list(state[cls.state_names[0]])
-        values = [proc.check_state(n, *(state[a][n] for a in cls.state_names)) for n in names]
-        for attr, column_values_ in zip(cls.state_names, zip(*values) if values else [()] * len(cls.state_names)):
-            setattr(proc, attr, dict(zip(names, column_values_)))
-        for attr in cls.info_names:   # how each column was fitted, where the caller knows it (`from_data` does)
-            setattr(proc, attr, {n: state.get(attr, {}).get(n, 'preset') for n in names})
-        proc.preset = True
-        return proc
+        if partial: raise ValueError(f"{owner}: column(s) {sorted(map(str, partial))} lack a value for some of {', '.join(names_)}")
+        names = list(state[names_[0]])
+        try: values = [self.check_state(n, *(state[a][n] for a in names_)) for n in names]
+        except ValueError as e: raise ValueError(f"{owner}: {e}") from None
+        for attr, column_values_ in zip(names_, zip(*values) if values else [()] * len(names_)):
+            setattr(self, attr, dict(zip(names, column_values_)))
+        for attr in self.info_names:   # how each column was fitted, where the caller knows it (`from_data` does)
+            setattr(self, attr, {n: state.get(attr, {}).get(n, 'preset') for n in names})
+        self.preset = True
+        return self
+
+    def set_column_fits(self, fits:dict) -> ColumnScaler:
+        "Preset this proc with `fits` ({column: what `fit_state` returns}): how a `SummaryFit` ends; returns the proc"
+        names = list(fits)
+        # a fit may carry how each column was fitted after its values (`info_names`, e.g. the affine `spread_rules`)
+        attrs = [a for i, a in enumerate(self.state_names + self.info_names) if all(len(fits[n]) > i for n in names)]
+        return self.set_state({attr: {n: fits[n][i] for n in names} for i, attr in enumerate(attrs)})
 
     @classmethod
     def from_data(cls, source,
                   cont_names:list=None,          # the columns to fit; None: the proc's `cols`, else every numeric column of the source
                   exact:bool=True,               # quantiles exactly as in memory (a second pass), or from a KLL sketch (one pass)
                   k:int=None,                    # KLL's k: 200 when exact=False; an exact fit's guide uses k >= 1024
-                  batch_size:int=_CHUNK_ROWS,     # rows per chunk read from a DataFrame or parquet files
+                  batch_size:int=CHUNK_ROWS,     # rows per chunk read from a DataFrame or parquet files
                   fit_sample:int=100_000,        # values per column PowerNormalize fits lambda on (AutoNormalize: its quartile statistics)
                   **kwargs):                     # the proc's own options, e.g. quantile_range=(10, 90), cols=[...]
-        "A preset proc whose statistics come from every row of `source` (a DataFrame, chunks, parquet, Dask): see `fastai_scaling.scale`"
-        from .scale import _fit_from_data   # the `scale` module and its optional dependencies load only when used
-        return _fit_from_data(cls, source, cont_names, exact, k, batch_size, fit_sample, kwargs)
+        "A preset proc whose statistics come from every row of `source` (a DataFrame, chunks, parquet, Dask), by the two-pass engine of `fastai_scaling.summaries`"
+        proc = cls(**kwargs)                  # the options are checked before any data is read
+        return fit_from_data(proc, source, proc.cols if proc.cols is not None else cont_names, exact, k, batch_size, fit_sample)
+
+    # ---- what `from_data` asks a family (see "Fitting from data" below)
+    def summary_stats(self) -> dict:
+        "What `fit_state` reads of a column besides count, min and max: `percentiles` (of `np.percentile`), `fallback` percentiles (read with method='inverted_cdf' where its own spread is zero) and whether it needs `moments` (mean, std)"
+        return dict(percentiles=[], fallback=[], moments=True)
+
+    def summary_fit(self, exact:bool, k:int|None, fit_sample:int, owner:str) -> SummaryFit:
+        "How `from_data` fits this proc from summaries: by default `FitOnSummary`, its own `fit_state` on a `ColumnSummary`"
+        return FitOnSummary(self, exact, k, fit_sample, owner)
+
+    def claims(self, to) -> list:
+        "The continuous columns of `to` this proc scales, for the check that no column is scaled twice (see patches)"
+        return list(to.cont_names) if self.cols is None else list(self.cols)
 
     def columns(self, to) -> list:
         "The continuous columns of `to` this proc scales: `cols`, or all of them; refuses names listed twice or not continuous"
@@ -221,24 +161,24 @@ class ColumnScaler(TabularProc):
     def setups(self, to:Tabular):
         # `to` holds the training rows only, so statistics never see validation rows
         names = self.columns(to)
-        _check_claims(self, to, names)
+        check_claims(self, to, names)
         self.setup_columns(to, names)
 
     def setup_columns(self, to:Tabular, names:list):
         "Fit (or check presets for) the columns `names` of the training rows `to`; what `setups` does once the columns are settled"
         owner = type(self).__name__
-        _check_columns(to.items, names, owner)
+        check_columns(to.items, names, owner)
         self.dtypes = {n: column_values(to.items[n].iloc[:0], n).dtype for n in names}   # what decoding restores
         if self.preset:
             unknown = [n for n in names if n not in getattr(self, self.state_names[0])]
-            if unknown: raise ValueError(f"{owner}.from_stats has no statistics for columns {unknown}")
+            if unknown: raise ValueError(f"{owner} (a preset) has no statistics for columns {unknown}")
             return
         for attr, values in zip(self.state_names + self.info_names, self.fit(to.items, names)): setattr(self, attr, values)
 
     def encodes(self, to:Tabular):
         df, owner = to.items, type(self).__name__
         names = self.columns(to)
-        _check_columns(df, names, owner, getattr(self, self.state_names[0]))
+        check_columns(df, names, owner, getattr(self, self.state_names[0]))
         def encode(name, x):
             with np.errstate(over='ignore'): y = self.encode_column(name, x).astype(np.float32, copy=False)
             _check_encoded(y, x, name, owner)
@@ -270,25 +210,6 @@ def _check_cols(cols, owner):
     if twice: raise ValueError(f"{owner}: cols lists {twice} more than once")
     return cols
 
-def _label(proc):
-    cols = getattr(proc, 'cols', None)
-    return type(proc).__name__ + (f"(cols={cols})" if cols is not None else '')
-
-def _claimed(proc, to) -> list:
-    "The continuous columns another proc scales: ours by their `cols`, fastai's `Normalize` all of them"
-    if isinstance(proc, ColumnScaler): return list(to.cont_names) if proc.cols is None else proc.cols
-    if isinstance(proc, Normalize): return list(to.cont_names)
-    return []
-
-def _check_claims(proc, to, names):
-    # `Pipeline.setup` adds procs one by one, so a proc sees the scalers set up before it: the later one of two raises
-    for other in getattr(getattr(to, 'procs', None), 'fs', []):
-        if other is proc: continue
-        theirs = set(_claimed(other, to))
-        both = [n for n in names if n in theirs]
-        if both: raise ValueError(f"column(s) {both} would be scaled twice, by {_label(other)} and by {_label(proc)}: "
-                                  "give each scaler its own `cols`")
-
 def _check_encoded(y, x, name, owner):
     "Encoded values must be finite wherever the input was: float32 overflows to inf past about 3.4e38"
     bad = ~np.isfinite(y)
@@ -298,6 +219,10 @@ def _check_encoded(y, x, name, owner):
     i = np.flatnonzero(bad)[0]
     raise ValueError(f"{owner}: column {name!r} has {int(bad.sum())} value(s) such as {x[i]:g} whose encoding does not fit "
                      "in float32 (beyond about 3.4e38): check for values far outside the training data, or clip them before scaling")
+
+def is_int(o) -> bool:
+    "Whether the option `o` is an integer (numpy's too), and not a bool"
+    return isinstance(o, (int, np.integer)) and not isinstance(o, bool)
 
 def _n_workers(n_rows, n_cols):
     return min(os.cpu_count() or 1, n_cols, 8) if n_rows * n_cols >= 2**20 else 1
@@ -316,21 +241,13 @@ def _write_column(df, name, x, dtype=np.float32):
     if df[name].dtype == dtype: df.loc[:, name] = x
     else: df[name] = x
 
-def _check_columns(df, names, owner, stats=None):
+def check_columns(df:pd.DataFrame, names:list, owner:str, stats:dict=None):
+    "Refuse, naming them, columns `names` missing from `df` or, with `stats` ({column: ...}), without statistics"
     missing = [n for n in names if n not in df.columns]
     if missing: raise KeyError(f"{owner}: continuous column(s) {missing} are missing from the data")
     if stats is None: return
     unfitted = [n for n in names if n not in stats]
     if unfitted: raise ValueError(f"{owner} has no statistics for column(s) {unfitted}: was it set up on this TabularPandas?")
-
-# %% ../nbs/00_core.ipynb #b21a243d
-_fastai_normalize_setups = next(m.implementation for m in Normalize.setups.methods if m.signature.types[-1] is Tabular)
-
-@Normalize
-def setups(self, to:Tabular):
-    "fastai's tabular `Normalize.setups`, refusing columns that one of this package's scalers already scales"
-    _check_claims(self, to, list(to.cont_names))
-    return _fastai_normalize_setups(self, to)
 
 # %% ../nbs/00_core.ipynb #8e48600f
 class AffineFit(NamedTuple):
@@ -353,8 +270,8 @@ class AffineNormalize(ColumnScaler):
 
     def check_state(self, name, center, scale):
         c, s = float(center), float(scale)
-        if not np.isfinite(c): raise ValueError(f"from_stats: center of column {name!r} is {c}, not a finite number")
-        if not np.isfinite(s) or s == 0: raise ValueError(f"from_stats: scale of column {name!r} is {s}; it must be finite and non-zero")
+        if not np.isfinite(c): raise ValueError(f"center of column {name!r} is {c}, not a finite number")
+        if not np.isfinite(s) or s == 0: raise ValueError(f"scale of column {name!r} is {s}; it must be finite and non-zero")
         return c, s
 
     def fit_column(self, x:np.ndarray) -> AffineFit:
@@ -390,14 +307,26 @@ class AffineNormalize(ColumnScaler):
         s = self.scales[name]
         return 1. / s, -self.centers[name] / s
 
-# %% ../nbs/00_core.ipynb #e3f887db
-import fastai.tabular.learner  # registers fastai's tabular `show_results` first, so the one below replaces it
-from fastai.torch_core import display_df
-from plum import dispatch
+# %% ../nbs/00_core.ipynb #87ad45a4
+class FitOnSummary(SummaryFit):
+    "The default `summary_fit`: the proc's own `fit_state` on a `ColumnSummary` holding count, min, max and what its `summary_stats` declares (moments; percentiles, exact or sketched)"
+    def percentiles(self) -> list:
+        st = self.proc.summary_stats()
+        return st['percentiles'] + st['fallback']
 
-@dispatch
-def show_results(x:Tabular, y:Tabular, samples, outs, ctxs=None, max_n=10, **kwargs):
-    "fastai's tabular `show_results`, with the inputs decoded to original units as in `show_batch`"
-    df = x.new(x.all_cols[:max_n]).decode().items
-    for n in x.y_names: df[n+'_pred'] = y[n][:max_n].values
-    display_df(df)
+    def passes(self): return 2 if self.exact and self.percentiles() else 1
+
+    def needs(self):
+        moments = self.proc.summary_stats()['moments']
+        return Needs(moments, **self.sketch_needs()) if self.percentiles() else Needs(moments)
+
+    def targets(self, col) -> list:
+        "The order statistics of `col` that the declared percentiles read"
+        st = self.proc.summary_stats()
+        return sorted(set(needed_indexes(col.n, st['percentiles'])) | set(needed_indexes(col.n, st['fallback'], method='inverted_cdf')))
+
+    def request(self, col):
+        targets = self.targets(col)
+        return Request(order=tuple(targets)) if self.exact and targets else None
+
+    def state(self, col, got): return self.fit(self.proc.fit_state, col, col)

@@ -6,101 +6,32 @@ import functools, warnings
 from typing import NamedTuple
 from fastai.tabular.core import Tabular
 from fastcore.basics import store_attr
-from .core import AffineNormalize, column_values, check_finite, handle_zero_spread, _check_columns
+from .core import AffineNormalize, FitOnSummary, check_columns, is_int
+from .sources import column_values, check_finite, ChunkSource
+from .stats import Moments, moments, merge_moments, psi_score, ks_statistic, bin_counts, handle_zero_spread
+from .stats import sample_positions, BottomK, needed_indexes
+from .summaries import Needs
 import numpy as np, pandas as pd
 
 # %% auto #0
-__all__ = ['Moments', 'moments', 'merge_moments', 'psi_score', 'ks_statistic', 'DriftNormalize']
-
-# %% ../nbs/02_drift.ipynb #1dcc3c2d
-class Moments(NamedTuple):
-    "Per-column `count`, `mean` and `m2` (sum of squared deviations): a mergeable summary of a sample"
-    count: np.ndarray  # non-missing values per column (float64)
-    mean: np.ndarray   # NaN where `count` is 0
-    m2: np.ndarray
-
-    @property
-    def var(self) -> np.ndarray:
-        "Population variance (ddof=0); NaN for an empty column"
-        with np.errstate(invalid='ignore', divide='ignore'): return np.where(self.count > 0, self.m2 / self.count, np.nan)
-
-    @property
-    def std(self) -> np.ndarray:
-        "Population standard deviation (ddof=0); NaN for an empty column"
-        return np.sqrt(self.var)
-
-    @classmethod
-    def from_mean_var(cls, count, mean, var) -> Moments:
-        "Moments with the given `count`, `mean` and population `var` per column"
-        count, mean, var = (np.asarray(o, dtype=np.float64) for o in (count, mean, var))
-        return cls(count, mean, var * count)
-
-# %% ../nbs/02_drift.ipynb #15169998
-def moments(x:np.ndarray) -> Moments:
-    "NaN-aware `Moments` of each column of the 2-d array `x` (a 1-d array is one column): two passes, O(rows)"
-    x = np.asarray(x)
-    if x.ndim == 1: x = x[:, None]
-    if x.dtype.kind != 'f': x = x.astype(np.float64)
-    total = x.sum(0, dtype=np.float64)
-    count = np.full(x.shape[1], float(x.shape[0]))
-    gaps = np.isnan(total)                       # only columns holding NaN need masking: no extra pass otherwise
-    for j in np.flatnonzero(gaps):
-        ok = ~np.isnan(x[:, j])
-        count[j], total[j] = ok.sum(), x[ok, j].sum(dtype=np.float64)
-    with np.errstate(invalid='ignore', divide='ignore'): mean = np.where(count > 0, total / count, np.nan)
-    d = x - mean.astype(x.dtype)                 # deviations in the data's precision ...
-    if gaps.any(): d[:, gaps] = np.nan_to_num(d[:, gaps], nan=0.)
-    dsum = d.sum(0, dtype=np.float64)            # ... corrected by their sum (the "corrected two-pass" algorithm)
-    with np.errstate(invalid='ignore', divide='ignore'):
-        m2 = np.einsum('ij,ij->j', d, d, dtype=np.float64) - np.where(count > 0, dsum**2 / count, 0.)
-    return Moments(count, mean, np.maximum(m2, 0.))
-
-# %% ../nbs/02_drift.ipynb #eeb96439
-def merge_moments(a:Moments, b:Moments) -> Moments:
-    "`Moments` of the union of the samples summarised by `a` and `b` (Chan et al.'s pairwise update)"
-    n = a.count + b.count
-    with np.errstate(invalid='ignore', divide='ignore'):
-        delta = b.mean - a.mean
-        mean = a.mean + delta * (b.count / n)
-        m2 = a.m2 + b.m2 + delta**2 * (a.count * b.count / n)
-    mean = np.where(a.count == 0, b.mean, np.where(b.count == 0, a.mean, mean))
-    m2 = np.where(a.count == 0, b.m2, np.where(b.count == 0, a.m2, m2))
-    return Moments(n, mean, m2)
-
-# %% ../nbs/02_drift.ipynb #6972dca6
-def psi_score(ref_fracs:np.ndarray, counts:np.ndarray, eps:float=1e-4) -> float:
-    "Population stability index of bin `counts` against reference bin shares `ref_fracs`, shares floored at `eps`"
-    counts = np.asarray(counts, dtype=np.float64)
-    n = counts.sum()
-    if n == 0: return np.nan
-    p, q = np.maximum(counts / n, eps), np.maximum(np.asarray(ref_fracs, dtype=np.float64), eps)
-    return float(np.sum((p - q) * np.log(p / q)))
-
-# %% ../nbs/02_drift.ipynb #37676adc
-def ks_statistic(ref_sorted:np.ndarray, x:np.ndarray) -> float:
-    "Two-sample Kolmogorov-Smirnov statistic of `x` (NaN dropped) against the sorted sample `ref_sorted`"
-    x = np.sort(x[~np.isnan(x)])
-    if not len(x) or not len(ref_sorted): return np.nan
-    both = np.concatenate([ref_sorted, x])
-    cdf_ref = np.searchsorted(ref_sorted, both, side='right') / len(ref_sorted)
-    cdf_x = np.searchsorted(x, both, side='right') / len(x)
-    return float(np.abs(cdf_ref - cdf_x).max())
+__all__ = ['DriftNormalize']
 
 # %% ../nbs/02_drift.ipynb #64b8a64f
 _STRATEGIES, _METRICS = ('frozen', 'cumulative', 'ema', 'window'), ('psi', 'ks', 'mean_shift')
 
-def _bin_counts(x:np.ndarray, edges:np.ndarray) -> np.ndarray:
-    "Counts of non-NaN `x` in the bins (-inf, e0], (e0, e1], ..., (e_last, inf): one vectorised pass per edge"
-    le = [np.count_nonzero(x <= e) for e in edges.tolist()]    # NaN compares False, so it lands in no bin
-    return np.diff(np.array([0, *le, np.count_nonzero(~np.isnan(x))]))
-
 def _as_matrix(df, names, owner) -> np.ndarray:
     "The columns `names` of `df` as one validated (rows, columns) float array; errors name the column"
-    _check_columns(df, names, owner)
+    check_columns(df, names, owner)
     cols = [check_finite(column_values(df[n], n), n, f"{owner}: ") for n in names]
     X = np.empty((len(df), len(cols)), dtype=np.result_type(np.float32, *cols), order='F')
     for j, c in enumerate(cols): X[:, j] = c
     return X
+
+def _edge_fractions(n_bins): return np.linspace(0, 1, n_bins + 1)[1:-1]
+
+def _bin_edges(x, n_bins) -> np.ndarray:
+    "PSI bin edges of the training values `x` (an array, or a `from_data` column summary): quantiles that are values of the column"
+    return np.unique(np.quantile(x, _edge_fractions(n_bins), method='inverted_cdf'))
 
 class _BatchSpec(NamedTuple):
     "What summarising a batch needs from the proc (small, so Dask ships it cheaply)"
@@ -112,39 +43,34 @@ class _BatchSpec(NamedTuple):
 
 class _Batch:
     "What scoring and updating read from a batch: rows, `Moments`, PSI bin counts, the rows sampled for KS and, for 'window', the last values -- mergeable over chunks"
-    def __init__(self, n_rows, bm, counts, sample, keys=None, rows=None, tails=None):
-        self.n_rows, self.bm, self.counts, self.sample, self.keys, self.rows, self.tails = n_rows, bm, counts, sample, keys, rows, tails
+    def __init__(self, n_rows, bm, counts, sample, rows=None, tails=None, window=None):
+        self.n_rows, self.bm, self.counts, self.sample, self.rows, self.tails, self.window = n_rows, bm, counts, sample, rows, tails, window
 
     @classmethod
     def of_matrix(cls, X, spec):
         "A whole batch in memory: KS reads `sample_size` rows drawn by a seeded `rng.choice` (all rows when there are no more)"
-        n = len(X)
-        sub = X if n <= spec.sample_size else X[np.sort(np.random.default_rng(spec.seed).choice(n, spec.sample_size, replace=False))]
-        return cls(n, moments(X), [_bin_counts(X[:, j], e) for j, e in enumerate(spec.edges)], sub, rows=X)
+        pos = sample_positions(len(X), spec.sample_size, np.random.default_rng(spec.seed))
+        return cls(len(X), moments(X), [bin_counts(X[:, j], e) for j, e in enumerate(spec.edges)], X if pos is None else X[np.sort(pos)], rows=X)
 
     @classmethod
     def of_chunk(cls, X, index, spec):
-        "One chunk: KS will read the rows with the `sample_size` smallest seeded random keys over all chunks (bottom-k, a uniform sample)"
-        keys = np.random.default_rng([spec.seed, index]).random(len(X))
-        keep = np.sort(np.argpartition(keys, spec.sample_size - 1)[:spec.sample_size]) if len(X) > spec.sample_size else slice(None)
-        tails = None
-        if spec.window: tails = [c[~np.isnan(c)][-spec.window:] for c in X.T]
-        b = cls(len(X), moments(X), [_bin_counts(X[:, j], e) for j, e in enumerate(spec.edges)], X[keep], keys[keep], tails=tails)
-        b.size, b.window = spec.sample_size, spec.window
-        return b
+        "One chunk: KS will read a uniform sample of `sample_size` rows of all chunks (`BottomK`)"
+        tails = [c[~np.isnan(c)][-spec.window:] for c in X.T] if spec.window else None
+        return cls(len(X), moments(X), [bin_counts(X[:, j], e) for j, e in enumerate(spec.edges)],
+                   BottomK(X, spec.sample_size, [spec.seed, index], index), tails=tails, window=spec.window)
 
     def merge(self, o:_Batch) -> _Batch:
         "The summary of this batch followed by `o` (chunks only)"
         self.n_rows += o.n_rows
         self.bm = merge_moments(self.bm, o.bm)
         self.counts = [a + b for a, b in zip(self.counts, o.counts)]
-        keys, sample = np.concatenate([self.keys, o.keys]), np.concatenate([self.sample, o.sample])
-        if len(keys) > self.size:
-            keep = np.argpartition(keys, self.size - 1)[:self.size]
-            keys, sample = keys[keep], sample[keep]
-        self.keys, self.sample = keys, sample
+        self.sample = self.sample.merge(o.sample)
         if self.tails is not None: self.tails = [np.concatenate([a, b])[-self.window:] for a, b in zip(self.tails, o.tails)]
         return self
+
+    def sampled_rows(self) -> np.ndarray:
+        "The rows KS reads"
+        return self.sample.values if isinstance(self.sample, BottomK) else self.sample
 
     def window_rows(self) -> np.ndarray:
         "Rows whose non-missing values per column, in order, end with the batch's last values: what the 'window' strategy writes"
@@ -179,12 +105,12 @@ class DriftNormalize(AffineNormalize):
         if metric not in _METRICS: raise ValueError(f"DriftNormalize: unknown metric {metric!r}; use one of {_METRICS}")
         if not (isinstance(alpha, (int, float)) and 0 < alpha <= 1): raise ValueError(f"DriftNormalize: alpha={alpha!r} must be in (0, 1]")
         if strategy == 'window' and window is None: raise ValueError("DriftNormalize: strategy='window' needs `window`, the number of recent values to keep")
-        if window is not None and not (_is_int(window) and window > 0): raise ValueError(f"DriftNormalize: window={window!r} must be a positive integer")
+        if window is not None and not (is_int(window) and window > 0): raise ValueError(f"DriftNormalize: window={window!r} must be a positive integer")
         if threshold is not None and not (isinstance(threshold, (int, float)) and threshold >= 0):
             raise ValueError(f"DriftNormalize: threshold={threshold!r} must be None or a number >= 0")
-        if not (_is_int(min_rows) and min_rows >= 1): raise ValueError(f"DriftNormalize: min_rows={min_rows!r} must be an integer >= 1")
-        if not (_is_int(n_bins) and n_bins >= 2): raise ValueError(f"DriftNormalize: n_bins={n_bins!r} must be an integer >= 2")
-        if not (_is_int(sample_size) and sample_size >= 1): raise ValueError(f"DriftNormalize: sample_size={sample_size!r} must be an integer >= 1")
+        if not (is_int(min_rows) and min_rows >= 1): raise ValueError(f"DriftNormalize: min_rows={min_rows!r} must be an integer >= 1")
+        if not (is_int(n_bins) and n_bins >= 2): raise ValueError(f"DriftNormalize: n_bins={n_bins!r} must be an integer >= 2")
+        if not (is_int(sample_size) and sample_size >= 1): raise ValueError(f"DriftNormalize: sample_size={sample_size!r} must be an integer >= 1")
         super().__init__(cols)
         store_attr('strategy,alpha,window,threshold,metric,min_rows,n_bins,sample_size,seed')
         self.names, self.history, self.n_updates = None, None, 0
@@ -195,7 +121,9 @@ class DriftNormalize(AffineNormalize):
         m = x.moments() if hasattr(x, 'moments') else moments(x.astype(np.float64, copy=False))
         return m.mean[0], m.std[0]
 
-    source_reference = None   # set by `from_data`: the drift reference of every row of the source
+    source_reference = None   # set by `from_data` (`_DriftFit`): the drift reference of every row of the source
+
+    def summary_fit(self, exact, k, fit_sample, owner): return _DriftFit(self, exact, k, fit_sample, owner)
 
     def setups(self, to:Tabular):
         super().setups(to)    # the base validates the columns and fits `centers` and `scales` (or checks preset ones)
@@ -218,9 +146,10 @@ class DriftNormalize(AffineNormalize):
             for j, name in enumerate(names):
                 x = X[:, j]
                 x = x[~np.isnan(x)]
-                edges = np.unique(np.quantile(x, np.linspace(0, 1, self.n_bins + 1)[1:-1], method='inverted_cdf'))
-                self.bin_edges[name], self.ref_fracs[name] = edges, _bin_counts(x, edges) / len(x)
-                s = x if len(x) <= self.sample_size else x[rng.choice(len(x), self.sample_size, replace=False)]
+                edges = _bin_edges(x, self.n_bins)
+                self.bin_edges[name], self.ref_fracs[name] = edges, bin_counts(x, edges) / len(x)
+                pos = sample_positions(len(x), self.sample_size, rng)
+                s = x if pos is None else x[pos]
                 self.ref_sample[name] = np.sort(s.astype(np.float32))
         self.ref_state = dict(count=ref.count, mean=ref.mean, var=ref.var)
         if self.strategy == 'window':
@@ -303,8 +232,7 @@ class DriftNormalize(AffineNormalize):
         if isinstance(df, pd.DataFrame):
             return _Batch.of_matrix(self._matrix(df, where) if len(df) else np.empty((0, len(self.names)), np.float32), spec)
         if isinstance(df, np.ndarray): raise TypeError(f"DriftNormalize.{where}: expected a DataFrame or chunks of one, got {type(df).__name__}")
-        from fastai_scaling.scale import ChunkSource   # chunks, parquet or a Dask DataFrame: one pass of mergeable summaries
-        owner = f"DriftNormalize.{where}"
+        owner = f"DriftNormalize.{where}"   # chunks, parquet or a Dask DataFrame: one pass of mergeable summaries
         b = ChunkSource(df, self.names, owner=owner).map_reduce(functools.partial(_chunk_batch, spec=spec, owner=owner), _Batch.merge)
         return b if b is not None else _Batch.of_matrix(np.empty((0, len(self.names)), np.float32), spec)
 
@@ -318,7 +246,7 @@ class DriftNormalize(AffineNormalize):
         for j, name in enumerate(names):
             if bm.count[j] == 0: continue
             psi[j] = psi_score(self.ref_fracs[name], b.counts[j])
-            ks[j] = ks_statistic(self.ref_sample[name], b.sample[:, j])
+            ks[j] = ks_statistic(self.ref_sample[name], b.sampled_rows()[:, j])
         centers = np.array([self.centers[n] for n in names]); scales = np.array([self.scales[n] for n in names])
         with np.errstate(invalid='ignore', divide='ignore'):
             nan_frac = 1 - bm.count / n_rows if n_rows else np.full(len(names), np.nan)
@@ -375,8 +303,6 @@ class DriftNormalize(AffineNormalize):
                              'center': [centers[n] for n in self.names], 'scale': [scales[n] for n in self.names],
                              'score': np.asarray(score, np.float64), 'updated': np.asarray(updated, bool)})
 
-def _is_int(o): return isinstance(o, (int, np.integer)) and not isinstance(o, bool)
-
 def _copy_state(state): return {k: v.copy() for k, v in state.items()}
 
 def _ring_write(col, fill, pos, x):
@@ -389,3 +315,27 @@ def _ring_write(col, fill, pos, x):
         col[idx] = x
         fill, pos = min(w, fill + len(x)), (pos + len(x)) % w
     return col, fill, pos
+
+# %% ../nbs/02_drift.ipynb #8bf74f81
+class _DriftFit(FitOnSummary):
+    "`DriftNormalize.from_data`: centers and scales as every affine scaler, and the drift reference of the whole source"
+    def passes(self): return 2 if self.exact else 1
+
+    def needs(self):
+        p = self.proc
+        return Needs(True, **self.sketch_needs(), sample=p.sample_size, tail=p.window if p.strategy == 'window' else None, seed=p.seed)
+
+    def targets(self, col): return needed_indexes(col.n, quantiles=_edge_fractions(self.proc.n_bins), method='inverted_cdf')
+
+    def state(self, col, got):
+        edges = _bin_edges(col, self.proc.n_bins)   # what `setups` evaluates in memory; exact, or from the sketch
+        fracs = np.diff(np.array([0, *col.count_le(edges), col.n], dtype=np.float64)) / col.n
+        ref = dict(count=float(col.n), mean=float(col.mom.mean[0]), var=float(col.mom.var[0]), bin_edges=edges, ref_fracs=fracs,
+                   ref_sample=np.sort(col.sample.astype(np.float32)), tail=col.tail)
+        return super().state(col, got), ref
+
+    def result(self, cols, got):
+        fits = {n: self.state(c, got.get(n)) for n, c in cols.items()}
+        proc = self.proc.set_column_fits({n: state for n, (state, _) in fits.items()})
+        proc.source_reference = {key: {n: ref[key] for n, (_, ref) in fits.items()} for key in next(iter(fits.values()))[1]}
+        return proc

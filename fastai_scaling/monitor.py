@@ -6,7 +6,7 @@ import functools, math
 import numpy as np, pandas as pd, torch
 from torch import nn, Tensor
 from fastcore.basics import store_attr, patch
-from fastai.callback.core import Callback
+from fastai.callback.core import Callback, event
 from fastai.callback.schedule import LRFinder
 from fastai.tabular.model import TabularModel
 from .core import ColumnScaler
@@ -48,7 +48,8 @@ def _affine_stats(proc):
 @functools.cache
 def _defined_events(cls) -> frozenset:
     "The training-loop events `cls` implements"
-    return frozenset(e for e in Callback._methods if callable(getattr(cls, e, None)))
+    # fastai's public `event` namespace lists the training-loop events (the same names as `Callback`'s private `_methods`)
+    return frozenset(e for e in vars(event) if not e.startswith('_') and callable(getattr(cls, e, None)))
 
 def _to_float(v):
     if isinstance(v, Tensor): v = v.detach().cpu()

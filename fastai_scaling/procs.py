@@ -5,7 +5,8 @@ from __future__ import annotations
 from statistics import NormalDist
 from fastcore.basics import store_attr
 import numpy as np
-from .core import AffineNormalize, AffineFit, is_zero_spread, is_constant, wider_quantile_range
+from .core import AffineNormalize, AffineFit
+from .stats import is_zero_spread, is_constant, magnitude, wider_quantile_range, fallback_percentiles
 
 # %% auto #0
 __all__ = ['RobustNormalize', 'MinMaxNormalize', 'StandardNormalize']
@@ -16,6 +17,10 @@ def _check_quantile_range(quantile_range, owner):
     except (TypeError, ValueError): raise ValueError(f"{owner}: quantile_range must be a pair (lo, hi) of percentiles, got {quantile_range!r}") from None
     if not 0 <= lo < hi <= 100: raise ValueError(f"{owner}: quantile_range must satisfy 0 <= lo < hi <= 100, got {quantile_range}")
     return lo, hi
+
+def _ladder(q_lo, q_hi) -> list:
+    "The percentiles `wider_quantile_range` reads when the pair (q_lo, q_hi) coincides (a zero-inflated column)"
+    return [q for pair in fallback_percentiles((q_lo, q_hi)) for q in pair]
 
 # %% ../nbs/01_procs.ipynb #428d18a7
 class RobustNormalize(AffineNormalize):
@@ -32,10 +37,12 @@ class RobustNormalize(AffineNormalize):
     def fit_column(self, x):
         lo, median, hi = np.percentile(x, [self.q_lo, 50., self.q_hi])
         center = median if self.with_centering else 0.
-        if not self.with_scaling: return AffineFit(center, 1., max(abs(lo), abs(hi)), 'none (with_scaling=False)')
+        # spreads are zero or not relative to the column's magnitude: an IQR of 3e-39 beside values of 1 is none to scale by
+        top = magnitude(x)
+        if not self.with_scaling: return AffineFit(center, 1., top, 'none (with_scaling=False)')
         pair, rule = (self.q_lo, self.q_hi), f"percentiles {self.q_lo:g}-{self.q_hi:g}"
         extremes = False
-        if is_zero_spread(hi - lo, x.dtype, max(abs(lo), abs(hi)), len(x)) and not is_constant(x):
+        if is_zero_spread(hi - lo, x.dtype, top, len(x)) and not is_constant(x):
             # zero-inflated or heavily tied: a spread that exists, never raw units (see `wider_quantile_range`)
             pair, (lo, hi) = wider_quantile_range(x, pair)
             extremes = pair == (0., 100.)
@@ -44,7 +51,11 @@ class RobustNormalize(AffineNormalize):
         spread = hi - lo
         if extremes: spread /= 2                                  # RealMLP's 2 / (max - min): the rows land in [-2, 2]
         elif self.unit_variance: spread /= _normal_width(*pair)   # so that a normal column comes out with unit variance
-        return AffineFit(center, spread, max(abs(lo), abs(hi)), rule)
+        return AffineFit(center, spread, top, rule)
+
+    def summary_stats(self):
+        "What `fit_column` reads, for `from_data`: its percentiles and the median, and the wider pairs it falls back to; no moments"
+        return dict(percentiles=[self.q_lo, 50., self.q_hi], fallback=_ladder(self.q_lo, self.q_hi), moments=False)
 
 def _normal_width(q_lo, q_hi):
     "The distance between the `q_lo` and `q_hi` percentiles of a standard normal (1.349 for the quartiles)"
@@ -68,12 +79,17 @@ class MinMaxNormalize(AffineNormalize):
             low, high = float(x.min()), float(x.max())
             return AffineFit(low, high - low, max(abs(low), abs(high)), 'range (min to max)')
         low, high = map(float, np.percentile(x, [self.q_lo, self.q_hi]))
-        rule = f"percentiles {self.q_lo:g}-{self.q_hi:g}"
-        if is_zero_spread(high - low, x.dtype, max(abs(low), abs(high)), len(x)) and not is_constant(x):
+        rule, top = f"percentiles {self.q_lo:g}-{self.q_hi:g}", magnitude(x)
+        if is_zero_spread(high - low, x.dtype, top, len(x)) and not is_constant(x):
             pair, (low, high) = wider_quantile_range(x, (self.q_lo, self.q_hi))   # as RobustNormalize: never raw units
             rule = ("range (min to max)" if pair == (0., 100.) else f"percentiles {pair[0]:g}-{pair[1]:g}") + \
                    f": the {self.q_lo:g}-{self.q_hi:g} percentiles are equal"
-        return AffineFit(low, high - low, max(abs(low), abs(high)), rule)
+        return AffineFit(low, high - low, top, rule)
+
+    def summary_stats(self):
+        "What `fit_column` reads, for `from_data`: min and max, or its percentiles and the wider pairs it falls back to"
+        if self.quantile_range is None: return dict(percentiles=[], fallback=[], moments=False)
+        return dict(percentiles=[self.q_lo, self.q_hi], fallback=_ladder(self.q_lo, self.q_hi), moments=False)
 
     def to_affine(self, low, data_range):
         # (x - low) / data_range lands on [0, 1]; stretch and shift that onto [lo, hi], still one affine map

@@ -5,7 +5,10 @@ from __future__ import annotations
 import numpy as np
 from scipy import special, stats
 from fastcore.basics import store_attr, patch
-from .core import ColumnScaler, is_zero_spread, handle_zero_spread
+import functools
+from .core import ColumnScaler, is_int
+from .stats import is_zero_spread, handle_zero_spread, quantile_of, sample_positions
+from .summaries import Needs, Request, SummaryFit, SketchOrder, ColumnSummary
 
 # %% auto #0
 __all__ = ['MonotoneTransform', 'QuantileNormalize', 'PowerNormalize']
@@ -143,10 +146,10 @@ class QuantileNormalize(MonotoneTransform):
                  seed:int=0,                          # seed of the subsample and the noise
                  cols=None):                          # the continuous columns to scale; None: all of them
         super().__init__(cols)
-        if not (_is_int(n_quantiles) and n_quantiles >= 2): raise ValueError(f"QuantileNormalize: n_quantiles={n_quantiles!r} must be an integer >= 2")
+        if not (is_int(n_quantiles) and n_quantiles >= 2): raise ValueError(f"QuantileNormalize: n_quantiles={n_quantiles!r} must be an integer >= 2")
         if output_distribution not in ('normal', 'uniform'):
             raise ValueError(f"QuantileNormalize: output_distribution must be 'normal' or 'uniform', not {output_distribution!r}")
-        if subsample is not None and not (_is_int(subsample) and subsample >= n_quantiles):
+        if subsample is not None and not (is_int(subsample) and subsample >= n_quantiles):
             raise ValueError(f"QuantileNormalize: subsample={subsample!r} must be None or an integer >= n_quantiles ({n_quantiles})")
         if noise is not None and not (isinstance(noise, (int, float)) and np.isfinite(noise) and noise >= 0):
             raise ValueError(f"QuantileNormalize: noise={noise!r} must be None or a number >= 0")
@@ -165,14 +168,23 @@ class QuantileNormalize(MonotoneTransform):
 
     def fit_state(self, x):
         rng = np.random.default_rng(self.seed)
-        if self.subsample is not None and len(x) > self.subsample: x = x[rng.choice(len(x), self.subsample, replace=False)]
-        if self.noise:   # breaks ties of discrete columns before the quantiles are taken (never at encode time)
-            x = x + rng.standard_normal(len(x)) * (self.noise * float(x.std(dtype=np.float64)))
+        pos = sample_positions(len(x), self.subsample, rng)
+        return self._quantiles(x if pos is None else x[pos], rng, self.noise)
+
+    def summary_fit(self, exact, k, fit_sample, owner): return _QuantileFit(self, exact, k, fit_sample, owner)
+
+    def _quantiles(self, x, rng, noise):
+        "The state of the (subsampled) training values `x`; `noise` comes from `rng`, the generator that drew the subsample"
+        if noise:   # breaks ties of discrete columns before the quantiles are taken (never at encode time)
+            x = x + rng.standard_normal(len(x)) * (noise * float(x.std(dtype=np.float64)))
         s = np.sort(x)   # one sort gives every quantile: much faster than np.percentile's repeated partitions
         lo, hi = float(s[0]), float(s[-1])   # `s` may be a from_data summary: it answers indexing, not min/max
         if is_zero_spread(hi - lo, s.dtype, max(abs(lo), abs(hi)), len(s)):
             return (np.array([float(np.median(s))]),)        # constant to its precision: one point, see `encode_column`
-        return (np.maximum.accumulate(_linear_quantiles(s, min(self.n_quantiles, len(s)))),)
+        # the grid scikit-learn's `nanpercentile` reads, with numpy's own index and interpolation arithmetic (in float64)
+        # on the sorted values: bit for bit its quantiles, so tied values encode as scikit-learn encodes them
+        grid = np.linspace(0, 1, min(self.n_quantiles, len(s))) * 100 / 100
+        return (np.maximum.accumulate(quantile_of(lambda i: s[i].astype(np.float64), len(s), grid)),)
 
     def encode_column(self, name, x):
         q = self.quantiles[name]
@@ -215,26 +227,6 @@ class QuantileNormalize(MonotoneTransform):
     def encoded_center(self, name):
         return (0., .1) if self.output_distribution == 'normal' else (.5, .02)
 
-def _is_int(o): return isinstance(o, (int, np.integer)) and not isinstance(o, bool)
-
-def _linear_quantiles(s, n_q):
-    "`np.percentile(s, np.linspace(0, 100, n_q))` of the sorted `s`, with numpy's own index and interpolation arithmetic"
-    # bit for bit what scikit-learn's `nanpercentile` gives, so tied values (whose quantiles sit exactly on them)
-    # encode as scikit-learn encodes them; reading a sorted array instead of partitioning is ~10x faster
-    n = len(s)
-    virtual = (n - 1) * (np.linspace(0, 1, n_q) * 100 / 100)
-    prev = np.floor(virtual)
-    gamma = virtual - prev
-    prev = prev.astype(np.int64)
-    prev[virtual >= n - 1] = n - 1
-    nxt = np.minimum(prev + 1, n - 1)
-    a, b = s[prev].astype(np.float64), s[nxt].astype(np.float64)
-    diff = b - a
-    out = a + diff * gamma
-    upper = gamma >= 0.5
-    out[upper] = b[upper] - diff[upper] * (1 - gamma[upper])
-    return out
-
 # %% ../nbs/06_transforms.ipynb #0864b496
 class PowerNormalize(MonotoneTransform):
     "Yeo-Johnson or Box-Cox power transform per column, lambda fitted by maximum likelihood, then standardized"
@@ -269,16 +261,25 @@ class PowerNormalize(MonotoneTransform):
         else: lmbda = float(stats.boxcox_normmax(x, method='mle'))
         y = self._forward(x, lmbda)
         m, s = float(y.mean()), float(y.std())
-        if lmbda != 1 and (is_zero_spread(s, np.float64, m, len(y)) or not self._invertible(x, lmbda)):
-            # the likelihood's optimum is numerically degenerate: it flattens a column that has a spread (values far
-            # from 0 relative to their spread, e.g. 1e6 + noise: scikit-learn encodes every row alike there), or
-            # sends the training extremes so close to the transform's bound that they cannot be decoded; keep the values
+        if self._degenerate(lmbda, m, s, len(y), np.array([x.min(), x.max()])):
             lmbda, y = 1., self._forward(x, 1.)
             m, s = float(y.mean()), float(y.std())
-        if not self.standardize and np.abs(y).max() > np.finfo(np.float32).max:
-            raise ValueError(f"with lambda {lmbda:.4g} its transformed training values reach {np.abs(y).max():.3g}, beyond float32; "
-                             "use standardize=True")
+        self._check_range(lmbda, np.abs(y).max())
         return lmbda, m, handle_zero_spread(s, np.float64, m, len(y))
+
+    def summary_fit(self, exact, k, fit_sample, owner): return _PowerFit(self, exact, k, fit_sample, owner)
+
+    def _degenerate(self, lmbda, mean, std, n, ends) -> bool:
+        "Whether the likelihood's optimum `lmbda` is numerically degenerate for the transformed `mean`, `std` of `n` values with training extremes `ends`"
+        # it flattens a column that has a spread (values far from 0 relative to their spread, e.g. 1e6 + noise: scikit-learn
+        # encodes every row alike there), or sends the training extremes so close to the transform's bound that they cannot
+        # be decoded: then the fit keeps the values (lambda 1)
+        return lmbda != 1 and (is_zero_spread(std, np.float64, mean, n) or not self._invertible(ends, lmbda))
+
+    def _check_range(self, lmbda, top):
+        "Unstandardized, the transformed training values (up to `top` in absolute value) must fit in float32"
+        if not self.standardize and top > np.finfo(np.float32).max:
+            raise ValueError(f"with lambda {lmbda:.4g} its transformed training values reach {top:.3g}, beyond float32; use standardize=True")
 
     def _forward(self, x, lmbda):
         if self.method == 'box-cox': return special.boxcox(x, lmbda)
@@ -287,9 +288,8 @@ class PowerNormalize(MonotoneTransform):
     def _inverse(self, y, lmbda):
         return (_box_cox_inverse if self.method == 'box-cox' else _yeo_johnson_inverse)(y, lmbda)
 
-    def _invertible(self, x, lmbda):
-        "Whether the training extremes decode back to themselves (to 1e-6 of the range) through lambda, in float64"
-        ends = np.array([x.min(), x.max()])
+    def _invertible(self, ends, lmbda):
+        "Whether the training extremes `ends` (min, max) decode back to themselves (to 1e-6 of the range) through lambda, in float64"
         back = self._inverse(self._forward(ends, lmbda), lmbda)
         return bool(np.all(np.abs(back - ends) <= 1e-6 * (ends[1] - ends[0])))
 
@@ -343,3 +343,63 @@ def _yeo_johnson_inverse(y, lmbda):
 
 def _box_cox_inverse(y, lmbda):
     with np.errstate(over='ignore'): return np.exp(_power_inverse(y, lmbda))
+
+# %% ../nbs/06_transforms.ipynb #15a1f1fb
+class _QuantileFit(SummaryFit):
+    "`QuantileNormalize.from_data`: exact, its own fit on the values its in-memory fit reads; sketched, on a sketch of every value"
+    def passes(self): return 2 if self.exact or self.proc.noise else 1
+
+    def needs(self): return Needs(bool(self.proc.noise)) if self.exact else Needs(bool(self.proc.noise), **self.sketch_needs())
+
+    def request(self, col):
+        p = self.proc
+        if not self.exact: return Request(noisy=(col.sketch.k, p.noise * float(col.mom.std[0]), p.seed)) if p.noise else None
+        pos = sample_positions(col.n, p.subsample, np.random.default_rng(p.seed))   # they depend on the count and the seed only
+        return Request(gather='all' if pos is None else np.sort(pos))
+
+    def state(self, col, got):
+        p = self.proc
+        if self.exact:
+            if isinstance(got.request.gather, str): return self.fit(p.fit_state, col, got.values)
+            # in memory: x[rng.choice(n, subsample)], then the noise from the same rng. `got` holds the values at the sorted
+            # positions: put them in `choice` order and go on with the advanced rng
+            rng = np.random.default_rng(p.seed)
+            return self.fit(p._quantiles, col, got.values[np.searchsorted(got.request.gather, sample_positions(col.n, p.subsample, rng))], rng, p.noise)
+        if p.noise:   # the quantiles of the noisy values, as sketched in pass 2 (float64, as noisy values are)
+            lo, hi = got.sketch.extremes()
+            col = ColumnSummary(col.name, col.n, np.float64, lo, hi, col.mom, SketchOrder(got.sketch, col.n, lo, hi, np.float64))
+        return self.fit(p._quantiles, col, col, None, None)   # every value, sketched: no subsample, the noise is in the sketch
+
+# %% ../nbs/06_transforms.ipynb #116a3744
+class _PowerFit(SummaryFit):
+    "`PowerNormalize.from_data`: lambda from its own fit on a uniform sample, then the exact moments of the transformed column"
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.sampled = {}   # column -> (lambda, mean, std) of `fit_state` on its sample
+
+    def passes(self): return 2
+    def needs(self): return Needs(False, sample=self.fit_sample)
+
+    def sample_fit(self, col) -> tuple:
+        "`fit_state` on the column's sample, once (box-cox first checks the full minimum)"
+        if col.name not in self.sampled:
+            p = self.proc
+            if p.method == 'box-cox' and col.lo <= 0: self.fit(p.fit_state, col, np.array([col.lo], dtype=np.float64))   # its own error
+            self.sampled[col.name] = self.fit(p.fit_state, col, col.sample)
+        return self.sampled[col.name]
+
+    def request(self, col):
+        lmbda = self.sample_fit(col)[0]
+        if len(col.sample) == col.n: return None      # the sample is the column: `fit_state` on it is the in-memory fit
+        return Request(funcs=(functools.partial(self.proc._forward, lmbda=lmbda), functools.partial(self.proc._forward, lmbda=1.)))
+
+    def state(self, col, got):
+        lmbda, m, s = self.sample_fit(col)
+        if got is None: return lmbda, m, s
+        p, n = self.proc, col.n
+        (mom, ylo, yhi), (mom1, ylo1, yhi1) = got.transformed
+        m, s = float(mom.mean[0]), float(mom.std[0])
+        if p._degenerate(lmbda, m, s, n, np.array([col.lo, col.hi], dtype=np.float64)):   # the in-memory fit's fallback
+            lmbda, m, s, ylo, yhi = 1., float(mom1.mean[0]), float(mom1.std[0]), ylo1, yhi1
+        self.fit(p._check_range, col, lmbda, max(abs(ylo), abs(yhi)))
+        return lmbda, m, handle_zero_spread(s, np.float64, m, n)

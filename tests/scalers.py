@@ -1,24 +1,38 @@
 """Every scaling proc the package ships, as factories: the suites that protect all of them (bad input, the fastai
-tutorial flow, round trips) parametrize over this list, and `test_inputs.py` fails when an exported scaler is missing."""
-from fastai_scaling.procs import RobustNormalize, MinMaxNormalize, StandardNormalize
-from fastai_scaling.drift import DriftNormalize
-from fastai_scaling.transforms import QuantileNormalize, PowerNormalize
-from fastai_scaling.auto import AutoNormalize
+tutorial flow, round trips) parametrize over this list, and `test_inputs.py` fails when an exported scaler is missing.
+
+The classes come from the registry (`fastai_scaling.registry`): a scaler registered there joins every suite with no
+line here; one exported but not registered fails `test_inputs.test_every_exported_scaler_is_tested_here`."""
+from fastai_scaling.registry import REGISTRY, load_scaler
+
+# the package's own procs, in the registry's order (fastai's `Normalize`, `none` and `batchnorm` are compare choices only)
+_ENTRIES = [e for e in REGISTRY if e.kind == 'proc' and e.module.startswith('fastai_scaling.')]
+CLASSES = [e.where.split(':')[1] for e in _ENTRIES]
+# bound in this module by class name: a factory looks its class up here at each call, which lets a test swap a class for a
+# recorder of the options it is given (`test_scale.options`)
+globals().update({cls: load_scaler(e.name) for cls, e in zip(CLASSES, _ENTRIES)})
+
+# options every suite needs: AutoNormalize would warn about the constant columns the suites feed it on purpose
+DEFAULTS = {'AutoNormalize': dict(warn=False)}
+# more settings of some scalers, each a suite entry of its own: (entry name, class name, options)
+VARIANTS = [
+    ('RobustNormalize(unit_variance)', 'RobustNormalize', dict(unit_variance=True)),
+    ('MinMaxNormalize(clip, quantile_range)', 'MinMaxNormalize', dict(feature_range=(-1, 1), clip=True, quantile_range=(1, 99))),
+    ('QuantileNormalize(uniform, noise)', 'QuantileNormalize', dict(n_quantiles=100, output_distribution='uniform', noise=1e-3)),
+    ('PowerNormalize(unstandardized)', 'PowerNormalize', dict(standardize=False)),
+]
+_unlisted = sorted({c for _, c, _ in VARIANTS} - set(CLASSES))
+assert not _unlisted, f"tests/scalers.py: VARIANTS name {_unlisted}, which the registry does not list as procs of this package"
+
+def _factory(cls_name:str, **options):
+    "factory(**kwargs) of a fresh `cls_name(**options, **kwargs)`, the class looked up by name in this module when called"
+    return lambda **kw: globals()[cls_name](**{**DEFAULTS.get(cls_name, {}), **options, **kw})
 
 # name -> factory(**kwargs) of a fresh proc; kwargs are passed on (e.g. cols=)
-SCALERS = {
-    'StandardNormalize': lambda **kw: StandardNormalize(**kw),
-    'RobustNormalize': lambda **kw: RobustNormalize(**kw),
-    'RobustNormalize(unit_variance)': lambda **kw: RobustNormalize(unit_variance=True, **kw),
-    'MinMaxNormalize': lambda **kw: MinMaxNormalize(**kw),
-    'MinMaxNormalize(clip, quantile_range)': lambda **kw: MinMaxNormalize(feature_range=(-1, 1), clip=True, quantile_range=(1, 99), **kw),
-    'DriftNormalize': lambda **kw: DriftNormalize(**kw),
-    'QuantileNormalize': lambda **kw: QuantileNormalize(**kw),
-    'QuantileNormalize(uniform, noise)': lambda **kw: QuantileNormalize(n_quantiles=100, output_distribution='uniform', noise=1e-3, **kw),
-    'PowerNormalize': lambda **kw: PowerNormalize(**kw),
-    'PowerNormalize(unstandardized)': lambda **kw: PowerNormalize(standardize=False, **kw),
-    'AutoNormalize': lambda **kw: AutoNormalize(warn=False, **kw),
-}
+SCALERS = {}
+for _cls in CLASSES:
+    SCALERS[_cls] = _factory(_cls)
+    SCALERS.update({name: _factory(c, **options) for name, c, options in VARIANTS if c == _cls})
 
 # the scalers whose encoding is (x - center) / scale
 AFFINE = [n for n in SCALERS if SCALERS[n]().is_affine]

@@ -78,19 +78,19 @@ def test_installed_console_script_is_the_light_one():
 
 @pytest.mark.parametrize('columns', [40, 60, 100, 200])
 def test_procs_help_never_cuts_a_name(columns):
-    from fastai_scaling.cli import _SCALER_NAMES
+    from fastai_scaling.registry import scaler_names
     rc, out, err, heavy = fresh('compare', '--help', columns=columns)
     assert rc == 0
     words = {w.strip(',().') for w in out.split()}
-    assert set(_SCALER_NAMES) <= words and {'--csv/--dataset', 'fit_one_cycle(10'} <= words
+    assert set(scaler_names('compare')) <= words and {'--csv/--dataset', 'fit_one_cycle(10'} <= words
 
 
 def test_the_light_names_agree_with_the_registry():
     "One list of names for the command line, checked against the registry it stands for"
-    from fastai_scaling import cli, compare
-    assert cli._SCALER_NAMES == tuple(compare.SCALERS)
-    assert cli._DEFAULT_NAMES == tuple(compare.DEFAULT_CHOICES)
-    assert cli._DATASET_NAMES == tuple(compare.DATASETS)
+    from fastai_scaling import registry, compare
+    assert registry.scaler_names('compare') == tuple(compare.SCALERS)
+    assert registry.scaler_names('default') == tuple(compare.DEFAULT_CHOICES)
+    assert registry.DATASETS == tuple(compare.DATASETS)
 
 
 def test_the_help_states_the_defaults_compare_uses():

@@ -7,6 +7,7 @@ import numpy as np, pandas as pd, pytest
 from fastai.tabular.all import Normalize, RandomSplitter, Callback
 from fastai_scaling.procs import MinMaxNormalize
 import fastai_scaling.compare as compare
+import fastai_scaling.compare_data as compare_data
 from fastai_scaling.compare import (SCALERS, DEFAULT_CHOICES, CompareError, ScalerComparison, ScalerRun, BatchNormInputs, compare_scalers,
                                     csv_data, resolve_scalers, seed_data, sklearn_data, table_training)
 from fastai_scaling.cli import main
@@ -651,7 +652,7 @@ def test_a_date_column_named_as_an_input(dates_csv, tmp_path):
     assert code == 2 and err.count('\n') == 1
     assert "continuous column 'day' holds dates (e.g. '2023-" in err and 'add_datepart' in err
     df = pd.read_csv(dates_csv, parse_dates=['day'])                    # a datetime dtype, from Python
-    assert compare._date_like(df.day) and not compare._date_like(df.a) and not compare._date_like(df.band)
+    assert compare_data._date_like(df.day) and not compare_data._date_like(df.a) and not compare_data._date_like(df.band)
     with pytest.raises(CompareError, match="'day' holds dates"): compare_scalers(df, 'y', ['a', 'day'])
 
 
@@ -751,3 +752,28 @@ def test_warnings_while_training_are_one_line_once(monkeypatch, tmp_path):
     assert code == 0, err
     assert [l for l in out.splitlines() if 'looks odd' in l] == ["warning: warner, warner #2: WarningProc: column 'b' looks odd"]
     assert not [w for w in raw if 'looks odd' in str(w.message)] and 'looks odd' not in err
+
+
+def test_the_compare_learner_is_the_tabular_learner_fastai_builds():
+    "`_learner` builds from fastai's public parts what `tabular_learner` builds: same model, same weights, same settings"
+    from fastai.tabular.all import TabularPandas, tabular_learner, tabular_config, set_seed, Categorify, MSELossFlat
+    df = seed_data(300, n_features=3, seed=1).df.assign(c=lambda d: np.where(d.x1 > .5, 'a', 'b'))
+    to = TabularPandas(df, procs=[Categorify], cat_names=['c'], cont_names=['x1', 'x2', 'x3'], y_names='y',
+                       splits=RandomSplitter(seed=0)(df))
+    dls = to.dataloaders(bs=32)
+    for layers, bn_cont in ([], False), ([8, 4], True):
+        set_seed(5)
+        theirs = tabular_learner(dls, layers=layers, config=tabular_config(use_bn=False, bn_cont=bn_cont), n_out=1, loss_func=MSELossFlat())
+        set_seed(5)
+        ours = compare._learner(dls, layers, 1, bn_cont, loss_func=MSELossFlat())
+        assert isinstance(ours, compare.TabularLearner) and type(ours) is compare._CompareLearner
+        assert repr(ours.model) == repr(theirs.model)
+        a, b = ours.model.state_dict(), theirs.model.state_dict()
+        assert list(a) == list(b) and all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
+        assert type(ours.loss_func) is type(theirs.loss_func) and ours.opt_func is theirs.opt_func
+
+
+def test_the_events_dispatched_are_fastais():
+    "`_CompareLearner` dispatches fastai's events, read from its public `event` namespace: the same set as fastai's callbacks know"
+    from fastai.callback.core import Callback
+    assert set(compare._EVENTS) == set(Callback._methods) and len(compare._EVENTS) == len(Callback._methods)

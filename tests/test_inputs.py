@@ -97,7 +97,7 @@ def test_predict_refuses_text_in_a_continuous_column(tutorial):
         with learn.no_bar(): learn.predict(row)
 
 def test_show_results_test_dl_interpretation(tutorial, monkeypatch):
-    import fastai.tabular.core as tabular_core, fastai_scaling.core as our_core
+    import fastai.tabular.core as tabular_core, fastai_scaling.patches as our_core
     learn, df = tutorial
     shown = []
     for module in (tabular_core, our_core): monkeypatch.setattr(module, 'display_df', shown.append)

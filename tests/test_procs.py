@@ -249,7 +249,7 @@ def test_export_load_learner_round_trip(tmp_path, proc):
                                                              df.loc[to.train.items.index, 'x2'].max()), rtol=1e-5)
 
 def test_show_batch_and_show_results_display_original_units(monkeypatch):
-    import fastai.tabular.core as tabular_core, fastai_scaling.core as our_core
+    import fastai.tabular.core as tabular_core, fastai_scaling.patches as our_core
     shown = []
     for module in (tabular_core, our_core): monkeypatch.setattr(module, 'display_df', shown.append)
     rng = np.random.default_rng(3)
@@ -306,7 +306,7 @@ def test_star_import_of_all_brings_every_public_symbol():
     import importlib
     namespace = {}
     exec('from fastai_scaling.all import *', namespace)
-    for mod in ('core', 'procs', 'drift', 'monitor', 'compare', 'loader', 'transforms', 'auto'):
+    for mod in ('stats', 'sources', 'summaries', 'core', 'procs', 'drift', 'monitor', 'compare', 'loader', 'transforms', 'auto'):
         module = importlib.import_module(f'fastai_scaling.{mod}')
         assert module.__all__
         for name in module.__all__:

@@ -1,13 +1,15 @@
-"""Tests for `fastai_scaling.scale`: `from_data` on every scaler and every source kind (frame, chunks, generator, callable,
-parquet, Dask), exactness against the in-memory `TabularPandas` fit, KLL error bounds, bad input, lazy imports, DDP"""
+"""Tests for `from_data` (the engine `fastai_scaling.summaries` and every family's `summary_fit`) on every scaler and every
+source kind (frame, chunks, generator, callable, parquet, Dask), exactness against the in-memory `TabularPandas` fit, KLL error bounds, bad input, lazy imports, DDP"""
 import os, pickle, socket, subprocess, sys, textwrap, warnings
 import numpy as np, pandas as pd, pytest
 from hypothesis import given, settings, HealthCheck, strategies as st
 from fastai.tabular.all import TabularPandas
-from fastai_scaling import scale
-from fastai_scaling.scale import ChunkSource, ColumnSummary, rank_error_bound, _quantile_of, _Col1, _Needs, _Sketch
+from fastai_scaling import summaries
+from fastai_scaling.sources import ChunkSource
+from fastai_scaling.summaries import _Col1, Needs
+from fastai_scaling.stats import rank_error_bound, Sketch
 from fastai_scaling.procs import RobustNormalize, MinMaxNormalize, StandardNormalize
-from fastai_scaling.drift import DriftNormalize, moments
+from fastai_scaling.drift import DriftNormalize
 from fastai_scaling.transforms import QuantileNormalize, PowerNormalize
 from fastai_scaling.auto import AutoNormalize, suggest_scalers, mixed_table
 from scalers import SCALERS
@@ -66,26 +68,6 @@ def source(kind, df, cuts, tmp):
 
 
 KINDS = ['frame', 'list', 'generator', 'callable', 'parquet', 'dask']
-
-# ---------------------------------------------------------------- numpy's quantile arithmetic, bit for bit
-
-@settings(max_examples=150, deadline=None)
-@given(n=st.integers(1, 300), dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 10_000),
-       ties=st.booleans(), qs=st.lists(st.floats(0, 100), min_size=1, max_size=5), scalar=st.booleans())
-def test_quantile_of_is_numpy_bit_for_bit(n, dtype, seed, ties, qs, scalar):
-    r = np.random.default_rng(seed)
-    x = (r.integers(0, 4, n) if ties else r.lognormal(0, 2, n) * 1e3).astype(dtype)
-    s = np.sort(x)
-    order = lambda i: s[i]
-    if scalar:
-        q = qs[0]
-        assert _quantile_of(order, n, np.true_divide(q, 100), weak_q=True).tobytes() == np.percentile(x, q).tobytes()
-    else:
-        got, want = _quantile_of(order, n, np.true_divide(qs, 100)), np.percentile(x, qs)
-        assert got.dtype == want.dtype and got.tobytes() == want.tobytes()
-    fr = np.array(qs) / 100
-    np.testing.assert_array_equal(_quantile_of(order, n, fr, 'inverted_cdf'), np.quantile(x, fr, method='inverted_cdf'))
-
 
 # ---------------------------------------------------------------- sources
 
@@ -159,8 +141,8 @@ def test_exact_quantiles_on_a_large_skewed_tied_column(tmp_path, kind):
 def test_a_bracket_that_misses_is_repaired_with_a_warning(monkeypatch):
     r = np.random.default_rng(4)
     df = pd.DataFrame({'a': r.normal(size=200_000), 'y': 0.})
-    orig = scale._brackets
-    monkeypatch.setattr(scale, '_brackets', lambda c1, t, widen=1.: orig(c1, t, 0. if widen == 1. else widen))   # zero-width first brackets
+    orig = summaries._brackets
+    monkeypatch.setattr(summaries, '_brackets', lambda c1, t, widen=1.: orig(c1, t, 0. if widen == 1. else widen))   # zero-width first brackets
     with pytest.warns(UserWarning, match="missed order statistic"):
         proc = RobustNormalize.from_data([df.iloc[:90_000], df.iloc[90_000:]], ['a'])
     assert_state(proc, in_memory(RobustNormalize, df, ['a']), ['a'])
@@ -238,8 +220,8 @@ def test_decimation_adds_at_most_its_bound(kind, n, cuts, seed):
          'sorted': lambda: np.sort(r.normal(size=n)), 'reversed': lambda: np.sort(r.normal(size=n))[::-1].copy(),
          'sawtooth': lambda: np.arange(n) % 977.}[kind]()
     parts = np.split(x, sorted(c for c in cuts if c < n))
-    sk = _Sketch(65535, parts[0])
-    for p in parts[1:]: sk.merge(_Sketch(65535, p))
+    sk = Sketch(65535, parts[0])
+    for p in parts[1:]: sk.merge(Sketch(65535, p))
     assert sk.n == n and sk.extremes() == (x.min(), x.max())
     bound = sk.decimation_error()
     assert bound <= rank_error_bound(65535, n) - rank_error_bound(65535, 1) + 1e-15     # the documented bound holds
@@ -473,14 +455,14 @@ def test_a_source_that_changes_between_passes_is_an_error():
 @pytest.mark.parametrize('n', [5000, 200_000])   # values still waiting to be sketched, and decimated runs
 def test_summaries_pickle_with_their_sketch(n):
     x = np.random.default_rng(0).normal(size=n)
-    c = _Col1(x, 0, 0, _Needs(k=200, sample=100))
+    c = _Col1(x, 0, 0, Needs(k=200, sample=100))
     q = c.sketch.quantiles([.1, .5, .9])             # sketches what waits: KLL's compactions are random, so compare after
     back = pickle.loads(pickle.dumps(c))
     assert back.sketch.n == n and back.sketch.flushes == c.sketch.flushes
     np.testing.assert_array_equal(back.sketch.quantiles([.1, .5, .9]), q)
     assert back.sketch.extremes() == (x.min(), x.max())
     np.testing.assert_array_equal(back.sample.values, c.sample.values)
-    more = pickle.loads(pickle.dumps(_Col1(x[:1000], 1, 0, _Needs(k=200, sample=100))))
+    more = pickle.loads(pickle.dumps(_Col1(x[:1000], 1, 0, Needs(k=200, sample=100))))
     assert back.merge(more).sketch.n == n + 1000      # a pickled summary still merges
 
 
@@ -511,7 +493,7 @@ def test_works_without_the_scale_extra():
         import warnings; warnings.simplefilter('ignore')
         import numpy as np, pandas as pd
         import fastai_scaling.all
-        from fastai_scaling.scale import StandardNormalize, RobustNormalize
+        from fastai_scaling.procs import StandardNormalize, RobustNormalize
         df = pd.DataFrame({'a': np.arange(10.)})
         print(StandardNormalize.from_data([df.iloc[:4], df.iloc[4:]], ['a']).centers)
         try: RobustNormalize.from_data(df, ['a'])
