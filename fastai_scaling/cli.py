@@ -45,6 +45,12 @@ def _positive(kind):
         return v
     return parse
 
+def _lrs(s):
+    "One positive learning rate, or a comma-separated grid of them (a list)"
+    vals = [_positive(float)(v) for v in _names(s)]
+    if not vals: raise argparse.ArgumentTypeError(f"no learning rate in {s!r}")
+    return vals[0] if len(vals) == 1 else vals
+
 def _choices(s) -> list:
     "`--procs`: comma-separated registry names, any case"
     names, known = _names(s), _scaler_names()
@@ -66,7 +72,10 @@ def _parser() -> _Parser:
                        description='Train the same model once per scaling choice and write a report. With no data flags: '
                                    'the seed experiment (synthetic y = x . scale_amt, 200,000 rows, a linear model, '
                                    'fit_one_cycle(10, 10)). With --csv or --dataset: settings for real tables (fastai\'s '
-                                   'default MLP, layers 200 and 100, Adam, fit_one_cycle(30, 3e-3), batch size by table size). '
+                                   'default MLP, layers 200 and 100, Adam, fit_one_cycle(30, 3e-3), batch size by table size; a 60/20/20 '
+                                   'train/validation/test split, stratified for classification; training stops after 5 epochs '
+                                   'without a lower validation loss and the best epoch is restored; the table leads with the '
+                                   'test metrics). '
                                    'Flags override either.')
     _data_args(p)
     train = p.add_argument_group('training (the same for every choice)')
@@ -74,8 +83,9 @@ def _parser() -> _Parser:
                        help=f"comma-separated scaling choices, any case, from: {', '.join(scaler_names('compare'))} "
                             f"(default: {', '.join(scaler_names('default'))})")
     train.add_argument('--epochs', type=_positive(int), help='default: 10 for the synthetic data, 30 for --csv/--dataset')
-    train.add_argument('--lr', type=_positive(float),
-                       help='maximum learning rate of fit_one_cycle (default: 10 for the synthetic data, 3e-3 for --csv/--dataset)')
+    train.add_argument('--lr', type=_lrs,
+                       help='maximum learning rate of fit_one_cycle (default: 10 for the synthetic data, 3e-3 for --csv/--dataset); '
+                            'several, comma-separated, make a grid: each choice and seed keeps the one with the lowest validation loss')
     train.add_argument('--bs', type=_positive(int), help='batch size (default: 64 for the synthetic data; for --csv/--dataset 32 '
                                                          'under 2,000 rows, 64 under 100,000, 256 from there)')
     train.add_argument('--layers', metavar='SIZES', type=lambda s: [int(v) for v in _names(s)],
@@ -84,11 +94,13 @@ def _parser() -> _Parser:
     train.add_argument('--seed', type=int, default=42, help='seed of the data, the split, the weights and the batch order (default 42)')
     train.add_argument('--seeds', type=_positive(int), default=1,
                        help='runs per choice, with seeds SEED, SEED+1, ...: initial weights and batch order vary, the split does '
-                            'not; the table shows mean [min, max] (default 1)')
+                            'not; the table shows mean [min, max]; with --csv/--dataset the best must beat the runner-up on most '
+                            'seeds (default 1)')
     train.add_argument('--valid-pct', type=float, default=0.2, help='validation share of the rows (default 0.2)')
     train.add_argument('--target', type=_positive(float), help='valid loss to reach (default: 1%% of the validation variance of y)')
     train.add_argument('--workers', type=_positive(int), default=min(2, os.cpu_count() or 1),
-                       help='runs trained in parallel processes (default: min(2, CPUs)); 1 shows progress bars')
+                       help='runs trained in parallel processes (default: min(2, CPUs)); on a terminal one progress bar with an ETA '
+                            'counts the runs (1: fastai\'s bar per run); in a log, a line per epoch')
     train.add_argument('--fastai-loader', action='store_true',
                        help="batches from fastai's TabDataLoader instead of the faster TensorTabDataLoader (the same batches)")
     p.add_argument('--out', default='scaling-report', metavar='DIR', help='report folder (default ./scaling-report)')
@@ -144,6 +156,9 @@ def _data(loaders, args):
     return loaders.seed_data(args.rows or 200_000, seed=args.seed)
 
 # %% ../nbs/09_cli.ipynb #81d1d529
+def _lr_text(lr) -> str:
+    return f"{lr:g}" if not isinstance(lr, list) else f"chosen on validation from {','.join(f'{v:g}' for v in lr)}"
+
 def _compare(args, cmd, command:str) -> int:
     "`fastai_scaling compare`: train, print the table and the verdicts, write the report"
     compare = _heavy('compare')
@@ -156,8 +171,12 @@ def _compare(args, cmd, command:str) -> int:
         for line in _data_lines(data): print(line, flush=True)
         seeds = f"seed {args.seed}" if args.seeds == 1 else f"{args.seeds} seeds each ({args.seed}..{args.seed + args.seeds - 1})"
         model = f"layers {','.join(map(str, train['layers']))}" if train['layers'] else 'a linear model'
-        print(f"training {len(choices)} choices ({', '.join(choices)}) for {train['epochs']} epochs, lr {train['lr']:g}, "
-              f"bs {train['bs']}, {model}, {seeds}, {workers} worker process{'es' if workers > 1 else ''}", flush=True)
+        epochs = f"up to {train['epochs']} epochs (patience {train['patience']})" if train.get('patience') else f"{train['epochs']} epochs"
+        v, t = args.valid_pct, train.get('test_pct')
+        split = (f"; rows split {1 - v - t:.0%}/{v:.0%}/{t:.0%} (training/validation/test{', stratified' if data.task == 'classification' else ''}"
+                 "), the same for every seed" if t else '')
+        print(f"training {len(choices)} choices ({', '.join(choices)}) for {epochs}, lr {_lr_text(train['lr'])}, "
+              f"bs {train['bs']}, {model}, {seeds}, {workers} worker process{'es' if workers > 1 else ''}{split}", flush=True)
         with warnings.catch_warnings():
             warnings.filterwarnings('ignore', message='The given NumPy array is not writable')
             res = compare.compare_scalers(data.df, data.y_name, data.cont_names, data.cat_names, task=data.task,
@@ -168,7 +187,7 @@ def _compare(args, cmd, command:str) -> int:
     except (compare.CompareError, FileNotFoundError) as e: cmd.error(_one_line(e))
     print(f"\ntarget: valid loss < {res.target:.4g}, {res.target_desc}")
     print(res.format_table())
-    for line in (res.best(), res.baseline_note()):
+    for line in (res.best(), res.recommendation(), res.baseline_note()):
         if line: print(line)
     path = res.write_report(args.out, command=command, description=data.description)
     print(f"wall time {res.wall_time:.0f} s; report: {path}")

@@ -26,16 +26,18 @@ from .compare_data import CompareError, CompareData, check_table, one_line, seed
 from .compare_results import ScalerRun
 from .compare_report import ScalerComparison   # the class of compare_results, with the plots and write_report of compare_report
 from .compare_pool import run_in_processes
+from fastprogress.fastprogress import progress_bar
+from .compare_protocol import split_rows, KeepBest, holdout_metrics, baseline_metrics
 
 # %% auto #0
 __all__ = ['SCALERS', 'DEFAULT_CHOICES', 'LOADERS', 'resolve_scalers', 'compare_scalers', 'BatchNormInputs', 'DATASETS',
            'CompareError', 'CompareData', 'check_table', 'seed_data', 'table_training', 'sklearn_data', 'csv_data',
-           'ScalerRun', 'ScalerComparison']
+           'ScalerRun', 'ScalerComparison', 'split_rows', 'KeepBest', 'holdout_metrics', 'baseline_metrics']
 
 # %% ../nbs/04_compare.ipynb #30a5e929
 # the names of the modules below that `from fastai_scaling.compare import ...` (and `fastai_scaling.all`) give too
 _all_ = ['BatchNormInputs', 'DATASETS', 'CompareError', 'CompareData', 'check_table', 'seed_data', 'table_training', 'sklearn_data',
-         'csv_data', 'ScalerRun', 'ScalerComparison']
+         'csv_data', 'ScalerRun', 'ScalerComparison', 'split_rows', 'KeepBest', 'holdout_metrics', 'baseline_metrics']
 
 # %% ../nbs/04_compare.ipynb #84bcaba1
 # {name: proc class, None or a BatchNormInputs} for every registered choice, in the registry's order; a dict, so that a
@@ -129,8 +131,16 @@ def _base_procs(df, cont_names, cat_names) -> list:
     # FillMissing adds a categorical `<col>_na` column, so it needs Categorify even when the data has no categorical column
     return ([Categorify] if cat_names or fill else []) + ([FillMissing] if fill else [])
 
+def _procs_code(base, proc, bn_cont=False) -> str:
+    "A choice as the code that uses it: the `procs` of `TabularPandas` and the `tabular_learner` config `compare` trained with"
+    names = [p.__name__ for p in base]
+    if proc is not None and not isinstance(proc, BatchNormInputs):
+        r = repr(proc)   # an instance with options shows them when its repr is code; else its class with `(...)`
+        names.append(proc.__name__ if isinstance(proc, type) else r if r.startswith(type(proc).__name__ + '(') else f"{type(proc).__name__}(...)")
+    return f"procs=[{', '.join(names)}], config=tabular_config(use_bn=False, bn_cont={bn_cont})"
+
 def _train_choice(name, proc, df, y_name, cont_names, cat_names, splits, task, epochs, lr, bs, val_bs, seed, layers,
-                  monitor_every, label, progress, loader='tensor', report=None) -> ScalerRun:
+                  monitor_every, label, progress, loader='tensor', report=None, test=None, patience=None) -> ScalerRun:
     cat_names = list(cat_names)
     bn_cont = isinstance(proc, BatchNormInputs)
     procs = _base_procs(df, cont_names, cat_names) + ([] if proc is None or bn_cont else [deepcopy(proc)])
@@ -147,21 +157,30 @@ def _train_choice(name, proc, df, y_name, cont_names, cat_names, splits, task, e
     every = monitor_every or max(1, epochs * len(dls.train) // 1000)
     log = _EpochLog(label, report)
     set_seed(seed)   # same initial weights for every choice
+    keep = [KeepBest(patience)] if patience else []   # early stopping, the best epoch's weights restored
     learn = _learner(dls, layers, n_out, bn_cont, loss_func=MSELossFlat() if task == 'regression' else CrossEntropyLossFlat(),
-                     metrics=[] if task == 'regression' else [accuracy], cbs=[ParameterMonitor(every=every, grads=False), log])
+                     metrics=[] if task == 'regression' else [accuracy], cbs=[ParameterMonitor(every=every, grads=False), log, *keep])
     if report: report(f"[{label}] training: {len(dls.train):,} batches of {bs} per epoch")
     with ExitStack() as stack:
         if not progress: stack.enter_context(learn.no_bar()); stack.enter_context(learn.no_logging())
         learn.fit_one_cycle(epochs, lr)
-    values = np.array([[float(v) for v in row] for row in learn.recorder.values], dtype=np.float64)
+        values = np.array([[float(v) for v in row] for row in learn.recorder.values], dtype=np.float64)
+        iter_loss = np.array([float(l) for l in learn.recorder.losses])   # read before get_preds, which resets the Recorder
+        if test is not None:   # rows no choice trained on or stopped by: encoded by this choice's fitted procs, then scored
+            # get_preds runs the fit and epoch events: without the callbacks that would record it as training
+            with learn.removed_cbs([c for c in learn.cbs if isinstance(c, (ParameterMonitor, _EpochLog, KeepBest))]):
+                preds, y_test = learn.get_preds(dl=dls.test_dl(df.iloc[test], with_labels=True))
+            scores = holdout_metrics(preds.float().numpy(), y_test.numpy(), task)
     mon = learn.parameter_monitor
     biases = mon.biases
     return ScalerRun(name=name, proc='none' if proc is None else repr(proc), train_loss=values[:, 0], valid_loss=values[:, 1],
                      accuracy=values[:, 2] if task == 'classification' else None, epoch_time=np.array(log.times),
-                     iter_loss=np.array([float(l) for l in learn.recorder.losses]), iters_per_epoch=len(dls.train),
+                     iter_loss=iter_loss, iters_per_epoch=len(dls.train),
                      weights=mon.weights.float().numpy(), biases=None if biases is None else biases.float().numpy(),
                      iters=np.asarray(mon.iters), raw_weights=mon.raw_weights(), seed=seed,
-                     embeddings={c: e.embedding_dim for c, e in zip(dls.cat_names, learn.model.embeds)})
+                     embeddings={c: e.embedding_dim for c, e in zip(dls.cat_names, learn.model.embeds)},
+                     best_epoch=None if not keep or keep[0].best_epoch is None else keep[0].best_epoch + 1,
+                     test={} if test is None else scores, lr=lr)
 
 # %% ../nbs/04_compare.ipynb #0e9ce70a
 def _run_job(job, report=None):
@@ -178,14 +197,25 @@ def _run_job(job, report=None):
         return run
     finally: torch.set_num_threads(threads)
 
-def _run_jobs(jobs, workers, report, bars) -> list:
+def _run_jobs(jobs, workers, report, bars, on_done=None) -> list:
     "Train every job, in `workers` processes (`run_in_processes`) when more than one; the runs come back in the order of `jobs`"
-    if workers > 1 and len(jobs) > 1: return run_in_processes(_run_job, jobs, workers, report)
+    if workers > 1 and len(jobs) > 1: return run_in_processes(_run_job, jobs, workers, report, on_done=on_done)
     runs = []
-    for job in jobs:
+    for i, job in enumerate(jobs):
         if bars: print(f"[{job['label']}]", flush=True)
         runs.append(_run_job(job, report))
+        if on_done: on_done(i)
     return runs
+
+def _overall_bar(jobs):
+    "One fastprogress bar for the whole comparison, with its ETA: a function to call with each finished job's index"
+    bar, finished = progress_bar(range(len(jobs)), total=len(jobs)), []
+    bar.update(0)
+    def on_done(i):
+        finished.append(i)
+        bar.comment = f"{jobs[i]['label']} done"
+        bar.update(len(finished))
+    return on_done
 
 # %% ../nbs/04_compare.ipynb #4964e1c7
 def _default_target(y_train, y_valid, task):
@@ -196,7 +226,7 @@ def _default_target(y_train, y_valid, task):
     return 0.25 * float(-np.log(p).mean()), "a quarter of the cross-entropy of predicting the training class frequencies"
 
 # %% ../nbs/04_compare.ipynb #9e703907
-def _check_training(epochs, lr, bs, valid_pct, seeds, loader):
+def _check_training(epochs, lr, bs, valid_pct, seeds, loader, test_pct=None, patience=None):
     "Refuse training settings that cannot run with a `CompareError` naming them"
     if not (isinstance(epochs, (int, np.integer)) and epochs >= 1): raise CompareError(f"epochs must be a positive integer, got {epochs!r}")
     if not (isinstance(bs, (int, np.integer)) and bs >= 1): raise CompareError(f"batch size must be a positive integer, got {bs!r}")
@@ -204,20 +234,25 @@ def _check_training(epochs, lr, bs, valid_pct, seeds, loader):
     if not lr > 0: raise CompareError(f"learning rate must be positive, got {lr!r}")
     if not 0 < valid_pct < 1: raise CompareError(f"valid_pct must be between 0 and 1, got {valid_pct!r}")
     if loader not in LOADERS: raise CompareError(f"loader must be one of {', '.join(map(repr, LOADERS))}, not {loader!r}")
+    if test_pct is not None and not (0 < test_pct < 1 and valid_pct + test_pct < 1):
+        raise CompareError(f"test_pct must be between 0 and 1 and leave training rows beside valid_pct {valid_pct!r}, got {test_pct!r}")
+    if patience is not None and not (isinstance(patience, (int, np.integer)) and patience >= 1):
+        raise CompareError(f"patience must be a positive integer (epochs without a better valid loss), got {patience!r}")
 
 def _check_split(df, cont_names, splits):
-    "FillMissing learns its fill values on the training rows: a column missing values only in the validation rows breaks it"
-    train, valid = df.iloc[splits[0]], df.iloc[splits[1]]
-    for name in cont_names:
-        n_valid = int(valid[name].isna().sum())
-        if n_valid and not train[name].isna().any():
-            raise CompareError(f"continuous column {name!r} has missing values only in validation rows ({n_valid:,} of them), so "
-                               "FillMissing, fitted on the training rows, cannot fill them; fill them first or try another --seed")
+    "FillMissing learns its fill values on the training rows: a column missing values only in the validation (or test) rows breaks it"
+    train = df.iloc[splits[0]]
+    for rows, where in zip(splits[1:], ('validation', 'test')):
+        for name in cont_names:
+            n = int(df[name].iloc[rows].isna().sum())
+            if n and not train[name].isna().any():
+                raise CompareError(f"continuous column {name!r} has missing values only in {where} rows ({n:,} of them), so "
+                                   "FillMissing, fitted on the training rows, cannot fill them; fill them first or try another --seed")
 
 # %% ../nbs/04_compare.ipynb #38cd4f3a
 def compare_scalers(df:pd.DataFrame, y_name:str, cont_names:list, cat_names:list=None,
                     procs=None,              # scaling choices for `resolve_scalers`; None: the `DEFAULT_CHOICES`
-                    epochs:int=10, lr:float=10., bs:int=64,
+                    epochs:int=10, lr:float=10., bs:int=64,  # `lr`: one, or a grid: each choice and seed keeps the best on validation
                     seed:int=42,             # seed of the split, and of the first run of every choice
                     seeds:int=1,             # runs per choice, with seeds `seed`, `seed+1`, ...: initial weights and batch order vary
                     valid_pct:float=0.2,     # share of rows in the validation set (one random split for all choices)
@@ -225,50 +260,66 @@ def compare_scalers(df:pd.DataFrame, y_name:str, cont_names:list, cat_names:list
                     task:str='regression',   # or 'classification' (cross-entropy, accuracy)
                     target:float=None,       # valid loss to reach; None: 1% of the validation variance of y (see above)
                     workers:int=1,           # processes training choices in parallel (one torch thread each)
-                    progress=True,           # True: bars with 1 worker, else a line per epoch; 'lines'; False: silent
+                    progress=True,           # True: fastai's bars with 1 worker, else one bar for the run; 'lines': a line per epoch; False: silent
                     val_bs:int=None,         # validation batch size (None: at least 1024; it does not change the loss)
                     true_weights:dict=None,  # raw-unit weights that generated y, shown next to the learned ones
                     monitor_every:int=None,  # `ParameterMonitor(every=...)`; None: about 1,000 records per run
                     loader:str='tensor',     # 'tensor': `TensorTabDataLoader`; 'fastai': fastai's `TabDataLoader` (same batches)
+                    test_pct:float=None,     # share of rows held out as a test set (`split_rows`, stratified for classification); None: none
+                    patience:int=None,       # stop after this many epochs without a better valid loss, best epoch restored; None: every epoch
                    ) -> ScalerComparison:
     "Train the same model `seeds` times per scaling choice, each with `ParameterMonitor`; returns a `ScalerComparison`"
     cont_names, cat_names = list(cont_names), list(cat_names or [])
     df, notes = check_table(df, y_name, cont_names, cat_names, task)
-    _check_training(epochs, lr, bs, valid_pct, seeds, loader)
+    lrs = [float(v) for v in lr] if isinstance(lr, (list, tuple)) else [lr]
+    if not lrs: raise CompareError("no learning rate given")
+    for v in lrs: _check_training(epochs, v, bs, valid_pct, seeds, loader, test_pct, patience)
     choices = resolve_scalers(procs)
     if task == 'regression': df[y_name] = df[y_name].astype(np.float32)
-    splits = [list(s) for s in RandomSplitter(valid_pct=valid_pct, seed=seed)(df)]
-    if not splits[0] or not splits[1]: raise CompareError(f"{len(df)} rows are too few to split into training and validation sets")
-    _check_split(df, cont_names, splits)
+    if test_pct is None:
+        splits, test = [list(s) for s in RandomSplitter(valid_pct=valid_pct, seed=seed)(df)], None
+        if not splits[0] or not splits[1]: raise CompareError(f"{len(df)} rows are too few to split into training and validation sets")
+    else: *splits, test = split_rows(df[y_name], task, valid_pct, test_pct, seed)
+    _check_split(df, cont_names, [*splits, *([test] if test else [])])
     y = df[y_name]
     default_target, target_desc = _default_target(y.iloc[splits[0]], y.iloc[splits[1]], task)
     if target is None: target = default_target
     else: target_desc = "given"
     baseline = _baseline(y.iloc[splits[0]], y.iloc[splits[1]], task)
+    if test: baseline.update({f"test_{k}": v for k, v in baseline_metrics(y.iloc[splits[0]], y.iloc[test], task).items()})
     train = df.iloc[splits[0]]   # constant where the scalers are fitted: its raw weight only shifts the bias
     constant = {c: float(train[c].dropna().iloc[0]) for c in cont_names if train[c].nunique() == 1}
     bars = progress is True and workers <= 1
-    report = None if bars or not progress else (lambda line: print(line, flush=True))
+    overall = progress is True and workers > 1   # in parallel, one bar with an ETA instead of the workers' interleaved epoch lines
+    report = None if bars or overall or not progress else (lambda line: print(line, flush=True))
     if progress:
         for note in notes: print(f"note: {note}", flush=True)
     n, run_seeds = len(choices), [seed + k for k in range(seeds)]
     jobs = [dict(name=name, proc=proc, df=df, y_name=y_name, cont_names=cont_names, cat_names=cat_names, splits=splits,
-                 task=task, epochs=epochs, lr=lr, bs=bs, val_bs=val_bs or max(bs, 1024), seed=s, layers=list(layers or []),
-                 monitor_every=monitor_every, label=f"{i}/{n} {name}" + (f" seed {s}" if seeds > 1 else ''), progress=bars,
-                 loader=loader)
-            for i, (name, proc) in enumerate(choices.items(), 1) for s in run_seeds]
+                 task=task, epochs=epochs, lr=v, bs=bs, val_bs=val_bs or max(bs, 1024), seed=s, layers=list(layers or []),
+                 monitor_every=monitor_every, label=f"{i}/{n} {name}" + (f" seed {s}" if seeds > 1 else '') + (f" lr {v:g}" if len(lrs) > 1 else ''), progress=bars,
+                 loader=loader, test=test, patience=patience)
+            for i, (name, proc) in enumerate(choices.items(), 1) for s in run_seeds for v in lrs]
     start = time.perf_counter()
-    done = _run_jobs(jobs, workers, report, bars)
-    runs = {name: [r for r in done if r.name == name] for name in choices}
+    done = _run_jobs(jobs, workers, report, bars, _overall_bar(jobs) if overall else None)
+    # a grid of learning rates: of each choice's runs with one seed, the one with the lowest validation loss (never the test's)
+    runs = {name: [min((r for r in done if r.name == name and r.seed == s), key=_chosen_by) for s in run_seeds] for name in choices}
     warned = _warned(done)
     if progress:
         for line in warned: print(f"warning: {line}", flush=True)
-    settings = dict(rows=len(df), n_train=len(splits[0]), n_valid=len(splits[1]), epochs=epochs, lr=lr, bs=bs, seed=seed,
+    settings = dict(rows=len(df), n_train=len(splits[0]), n_valid=len(splits[1]), epochs=epochs, lr=lrs[0] if len(lrs) == 1 else lrs, bs=bs, seed=seed,
                     seeds=run_seeds, valid_pct=valid_pct, layers=list(layers or []), task=task, workers=min(workers, len(jobs)),
                     cont_names=cont_names, cat_names=cat_names, y_name=y_name, loader=loader, notes=notes,
                     bn_cont=[name for name, p in choices.items() if isinstance(p, BatchNormInputs)],
-                    baseline=baseline, constant=constant, warnings=warned)
+                    baseline=baseline, constant=constant, warnings=warned, n_test=len(test or []), test_pct=test_pct,
+                    patience=patience, code={name: _procs_code(_base_procs(df, cont_names, cat_names), p, isinstance(p, BatchNormInputs))
+                                             for name, p in choices.items()})
     return ScalerComparison(runs, target, target_desc, settings, true_weights, time.perf_counter() - start)
+
+def _chosen_by(run) -> float:
+    "What picks a learning rate from a grid: the validation loss the table reports for the run (at its best epoch), NaN last"
+    v = run.valid_loss[-1 if run.best_epoch is None else run.best_epoch - 1]
+    return v if np.isfinite(v) else np.inf
 
 def _baseline(y_train, y_valid, task) -> dict:
     "Losses of the best constant prediction fitted on the training rows: their mean (MSE), or their class frequencies"

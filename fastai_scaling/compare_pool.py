@@ -44,7 +44,7 @@ def _raise_remote(payload:bytes):
     except Exception as e: raise RuntimeError(f"a worker process failed, and its error could not be read back: {e}") from None
     raise error from _RemoteTraceback(tb)
 
-def run_in_processes(fn, jobs:list, workers:int, report=None, poll:float=0.2) -> list:
+def run_in_processes(fn, jobs:list, workers:int, report=None, poll:float=0.2, on_done=None) -> list:
     "`fn(job, report)` for every job in `workers` spawned processes: the results in the order of `jobs`; the first error stops them all"
     ctx = mp.get_context('spawn')   # a forked child would inherit torch's thread pools in an undefined state
     todo, done, lines = ctx.Queue(), ctx.Queue(), ctx.Queue()
@@ -69,6 +69,7 @@ def run_in_processes(fn, jobs:list, workers:int, report=None, poll:float=0.2) ->
                 continue
             if not ok: _raise_remote(payload)
             results[i] = pickle.loads(payload)
+            if on_done: on_done(i)   # e.g. advance a progress bar: job i has finished
         for p in procs:   # a worker sends its last progress lines as it exits
             while p.is_alive(): forward(); p.join(poll)
         forward()

@@ -17,6 +17,12 @@ def _choice_colors(names):
     tab = matplotlib.colormaps['tab10']
     return {n: tab(i % 10) for i, n in enumerate(names)}
 
+def _padded(arrays) -> np.ndarray:
+    "1-d arrays of different lengths stacked as rows, NaN after each one's end"
+    out = np.full((len(arrays), max(map(len, arrays))), np.nan)
+    for i, a in enumerate(arrays): out[i, :len(a)] = a
+    return out
+
 def _thin(x, n=2000):
     return x if len(x) <= n else x[np.linspace(0, len(x) - 1, n).round().astype(int)]
 
@@ -28,18 +34,19 @@ def plot_losses(self:ScalerComparison) -> matplotlib.figure.Figure:
     ax = fig.subplots()
     colors, n = _choice_colors(self.runs), len(self.runs)
     for k, (name, rs) in enumerate(self.replicates.items()):
-        it = np.arange(1, len(rs[0].iter_loss) + 1)
+        # with early stopping, seeds run different numbers of epochs: pad with NaN (matplotlib leaves a gap)
+        it = np.arange(1, max(len(r.iter_loss) for r in rs) + 1)
         idx = _thin(it - 1)
-        iters = np.clip(np.stack([r.iter_loss for r in rs]), 1e-12, None)[:, idx]
-        valid = np.stack([r.valid_loss for r in rs])
+        iters = np.clip(_padded([r.iter_loss for r in rs]), 1e-12, None)[:, idx]
+        valid = _padded([r.valid_loss for r in rs])
         x, epochs = it[idx] / rs[0].iters_per_epoch, np.arange(1, valid.shape[1] + 1)
-        ax.plot(x, iters.mean(0), color=colors[name], alpha=.35, lw=1)
+        ax.plot(x, np.nanmean(iters, 0), color=colors[name], alpha=.35, lw=1)
         # choices that train identically overlap exactly: earlier ones get bigger markers so every one stays visible
-        ax.plot(epochs, valid.mean(0), color=colors[name], lw=2, marker='osD^v<>ph*'[k % 10], ms=4 + 2 * (n - k), mfc='none',
+        ax.plot(epochs, np.nanmean(valid, 0), color=colors[name], lw=2, marker='osD^v<>ph*'[k % 10], ms=4 + 2 * (n - k), mfc='none',
                 mew=1.5, label=f"{name} (valid{', mean' if len(rs) > 1 else ''})")
         if len(rs) > 1:
-            ax.fill_between(x, iters.min(0), iters.max(0), color=colors[name], alpha=.12, lw=0)
-            ax.fill_between(epochs, valid.min(0), valid.max(0), color=colors[name], alpha=.25, lw=0)
+            ax.fill_between(x, np.nanmin(iters, 0), np.nanmax(iters, 0), color=colors[name], alpha=.12, lw=0)
+            ax.fill_between(epochs, np.nanmin(valid, 0), np.nanmax(valid, 0), color=colors[name], alpha=.25, lw=0)
     ax.axhline(self.target, color='k', ls='--', lw=1, label=f"target {self.target:.3g}")
     base = self.settings.get('baseline')
     if base: ax.axhline(base['valid_loss'], color='gray', ls=':', lw=1.5, label=f"baseline {base['valid_loss']:.3g} (valid)")
@@ -169,11 +176,19 @@ def write_report(self:ScalerComparison, out='scaling-report', command:str=None, 
     facts = {'command': f"<code>{esc(command)}</code>" if command else None, 'data': esc(description) or None,
              'notes': esc('; '.join(s.get('notes') or [])) or None,
              'warnings': esc('; '.join(s.get('warnings') or [])) or None,
-             'rows': f"{s['rows']:,} ({s['n_train']:,} training, {s['n_valid']:,} validation, one random split for all choices)",
+             'rows': f"{s['rows']:,} ({s['n_train']:,} training, {s['n_valid']:,} validation" + (f", {s['n_test']:,} test" if s.get('n_test') else '')
+                     + ", one random split for all choices" + (", stratified by class" if s.get('n_test') and s['task'] != 'regression' else '')
+                     + (" and seeds" if s.get('n_test') and len(seeds) > 1 else '') + ")",
+             'protocol': None if not s.get('patience') else esc(f"training stops after {s['patience']} epochs without a lower valid loss "
+                         "and the best epoch's weights are restored; the test rows, seen by no training or stopping decision, give "
+                         "the test_ columns (RMSE in the units of y, R²; or accuracy, log loss, ROC AUC); the weight plots show the "
+                         "recorded trajectory up to the last epoch run"),
              'target': f"{esc(s['y_name'])} ({s['task']}, {'MSE' if s['task'] == 'regression' else 'cross-entropy'} loss)",
              'inputs': esc(f"{len(s['cont_names'])} continuous" + (f", {len(s['cat_names'])} categorical" if s['cat_names'] else '')),
              'training': esc(f"tabular_learner, {model}, no batch norm{bn}; Adam (fastai's default), fit_one_cycle({s['epochs']}, "
-                             f"{s['lr']:g}), bs {s['bs']}" + (f"; batches from {loader}" if loader else '')),
+                             + (f"{s['lr']:g})" if not isinstance(s['lr'], list) else
+                                f"lr), lr chosen per choice and seed from {', '.join(f'{v:g}' for v in s['lr'])} by validation loss")
+                             + f", bs {s['bs']}" + (f"; batches from {loader}" if loader else '')),
              'seeds': f"split: {s['seed']}; initial weights and batch order: {', '.join(map(str, seeds))}"
                       + (" (one run per choice and seed)" if len(seeds) > 1 else ''),
              'loss target': f"{self.target:.4g}: {esc(self.target_desc)}",

@@ -27,6 +27,9 @@ class ScalerRun:
     seed: int = 42              # seed of the initial weights and the batch order (the split has its own, fixed)
     embeddings: dict = field(default_factory=dict)  # embedding width of each categorical input, in the model's order
     warnings: list = field(default_factory=list)    # (category, message) of each distinct warning raised while training
+    best_epoch: int | None = None  # with early stopping: the epoch (1-based) whose weights were restored; else None
+    test: dict = field(default_factory=dict)        # `holdout_metrics` on the held-out test rows at `best_epoch` (empty: no test set)
+    lr: float | None = None     # the learning rate it trained with (with a grid, the one validation chose for this choice and seed)
 
 # %% ../nbs/04b_compare_results.ipynb #5389dc59
 def _fmt_loss(v): return f"{v:.4g}" if np.isfinite(v) else str(v)
@@ -48,17 +51,23 @@ class ScalerComparison:
     def n_seeds(self) -> int: return max(len(rs) for rs in self.replicates.values())
 
     def results(self) -> pd.DataFrame:
-        "One row per run (choice and seed): final train and valid loss, first epoch below `target`, seconds per epoch"
+        "One row per run (choice and seed): test metrics and best epoch (with a test set and early stopping), train and valid loss (final, or at the best epoch), first epoch below `target`, seconds per epoch"
         rows = []
         for name, rs in self.replicates.items():
             for r in rs:
-                row = dict(scaler=name, seed=r.seed, train_loss=r.train_loss[-1], valid_loss=r.valid_loss[-1],
-                           epoch_below_target=_first_below(r.valid_loss, self.target))
-                if r.accuracy is not None: row['accuracy'] = r.accuracy[-1]
+                # with early stopping, the losses of the restored epoch; the test metrics (the main columns) come first
+                at = -1 if r.best_epoch is None else r.best_epoch - 1
+                row = dict(scaler=name, seed=r.seed, **{f"test_{k}": v for k, v in r.test.items()})
+                if r.best_epoch is not None: row.update(best_epoch=r.best_epoch, epochs_run=len(r.valid_loss))
+                if isinstance(self.settings.get('lr'), list): row['lr'] = r.lr   # a grid: the one chosen
+                row.update(train_loss=r.train_loss[at], valid_loss=r.valid_loss[at], epoch_below_target=_first_below(r.valid_loss, self.target))
+                if r.accuracy is not None: row['accuracy'] = r.accuracy[at]
                 row['sec_per_epoch'] = float(r.epoch_time.mean())
                 rows.append(row)
         res = pd.DataFrame(rows).set_index(['scaler', 'seed'])
         res['epoch_below_target'] = res['epoch_below_target'].astype('Int64')
+        for c in ('best_epoch', 'epochs_run'):
+            if c in res: res[c] = res[c].astype('Int64')   # the baseline row has none: NA, not a float
         return res
 
     @property
@@ -90,16 +99,17 @@ class ScalerComparison:
         "`table` then the `baseline` row, as printed and reported: every cell as text ('never', mean [min, max] over seeds)"
         epoch = lambda v: 'never' if pd.isna(v) else f"{v:g}" if float(v) == int(v) else f"{v:.1f}"
         fmt = dict(train_loss=_fmt_loss, valid_loss=_fmt_loss, sec_per_epoch='{:.2f}'.format, accuracy='{:.4f}'.format,
-                   epoch_below_target=epoch)
+                   epoch_below_target=epoch, best_epoch=epoch, epochs_run=epoch, test_accuracy='{:.4f}'.format,
+                   test_r2='{:.4f}'.format, test_auc='{:.4f}'.format, lr='{:.2g}'.format)
         table, base = self.table, self.baseline
         cols = [c for c in table.columns if not c.endswith(('_min', '_max'))]
         def cell(c, name):
-            f, v = fmt.get(c, str), table.at[name, c]
+            f, v = fmt.get(c, _fmt_loss), table.at[name, c]
             if f'{c}_min' not in table: return f(v)
             return f"{f(v)} [{f(table.at[name, f'{c}_min'])}, {f(table.at[name, f'{c}_max'])}]"
         out = pd.DataFrame({c: [cell(c, name) for name in table.index] for c in cols}, index=table.index)
         if base is not None:   # no epochs, no time: '-'
-            out.loc['baseline'] = ['-' if pd.isna(v := base.at['baseline', c]) else fmt.get(c, str)(v) for c in cols]
+            out.loc['baseline'] = ['-' if pd.isna(v := base.at['baseline', c]) else fmt.get(c, _fmt_loss)(v) for c in cols]
         return out
 
     def spread_desc(self) -> str:
@@ -118,7 +128,8 @@ class ScalerComparison:
         return f"{self.spread_desc()}:\n{text}" if self.n_seeds > 1 else text
 
     def best(self) -> str|None:
-        "One line: the choice with the lowest (mean) valid loss, `none` included, and whether the runner-up can be told apart from it"
+        "One line: the choice with the lowest (mean) valid loss, `none` included, and whether the runner-up can be told apart from it; with a test set, `best_paired`"
+        if self.main_metric: return self.best_paired()
         t = self.table
         v = t.valid_loss[np.isfinite(t.valid_loss)]
         if len(t) < 2 or v.empty: return None
@@ -141,12 +152,45 @@ class ScalerComparison:
                            "apart (train more seeds to see the spread)")
         return line
 
+    @property
+    def main_metric(self) -> str|None:
+        "The column that ranks the choices when there is a test set: `test_rmse` (regression) or `test_log_loss`; else None"
+        cols = self.results().columns
+        return next((c for c in ('test_rmse', 'test_log_loss') if c in cols), None)
+
+    def best_paired(self) -> str|None:
+        "One line: the choice with the lowest mean `main_metric`, if it beats the runner-up on most seeds (same seed: same initial weights and batch order)"
+        key = self.main_metric
+        per = self.results()[key].unstack('seed')   # a row per choice, a column per seed
+        mean = per.mean(axis=1, skipna=False).dropna().sort_values(kind='stable')
+        if len(mean) < 2: return None
+        best, second = mean.index[:2]
+        what = f"{key.removeprefix('test_').replace('_', ' ')} on the test rows"
+        spread = lambda n: f" [{_fmt_loss(per.loc[n].min())}, {_fmt_loss(per.loc[n].max())}]" if per.shape[1] > 1 else ''
+        line = f"{best} ({_fmt_loss(mean[best])}{spread(best)}) and runner-up {second} ({_fmt_loss(mean[second])}{spread(second)}), {what}"
+        if per.shape[1] == 1:
+            return f"no clear winner among {best}, {second}: one seed cannot separate {line} (train --seeds 3 or more)"
+        wins, n = int((per.loc[best] < per.loc[second]).sum()), per.shape[1]
+        # paired: on each seed both trained from the same initial weights on the same batches, so the seed's luck cancels
+        if wins > n / 2: return f"best: {line}: {best} is lower on {wins} of {n} seeds"
+        return f"no clear winner among {best}, {second}: {line}; {best} is lower on only {wins} of {n} seeds"
+
+    def recommendation(self) -> str|None:
+        "With a test set and a clear winner by `best_paired` that beats the baseline: a line with the code that uses it"
+        line, code, b = self.best_paired() if self.main_metric else None, self.settings.get('code') or {}, self.settings.get('baseline') or {}
+        if not line or not line.startswith('best: '): return None
+        name = line.removeprefix('best: ').split(' (')[0]
+        key = self.main_metric
+        if name not in code or not self.table.at[name, key] < b.get(key, np.inf): return None
+        return f"to use {name}: {code[name]}"
+
     def baseline_note(self) -> str|None:
         "A `warning:` line when no choice ends below the baseline (a constant prediction), a `note:` naming the choices that do not"
-        b, v = self.settings.get('baseline'), self.table.valid_loss
+        b, key = self.settings.get('baseline'), self.main_metric or 'valid_loss'   # with a test set, its main metric (lower is better)
         if b is None: return None
-        worse = [name for name in v.index if not v[name] < b['valid_loss']]   # a NaN loss is not below either
-        what = f"the baseline ({b['desc']}: valid loss {_fmt_loss(b['valid_loss'])})"
+        v, unit = self.table[key], key.replace('test_', 'test ').replace('_', ' ')
+        worse = [name for name in v.index if not v[name] < b[key]]   # a NaN loss is not below either
+        what = f"the baseline ({b['desc']}: {unit} {_fmt_loss(b[key])})"
         if len(worse) == len(v):
             return (f"warning: no choice beats {what}; the best ended at {_fmt_loss(v.min())}. Either the inputs do not predict "
                     "the target, or these settings did not learn it: try another learning rate, more epochs or other layers")

@@ -10,6 +10,7 @@ import fastai_scaling.compare as compare
 import fastai_scaling.compare_data as compare_data
 from fastai_scaling.compare import (SCALERS, DEFAULT_CHOICES, CompareError, ScalerComparison, ScalerRun, BatchNormInputs, compare_scalers,
                                     csv_data, resolve_scalers, seed_data, sklearn_data, table_training)
+from fastai_scaling.compare_protocol import split_rows
 from fastai_scaling.cli import main
 
 warnings.filterwarnings('ignore', message='The given NumPy array is not writable')
@@ -503,21 +504,22 @@ def test_non_affine_choices_train_and_report_linearised_raw_weights(tmp_path):
 
 # ---- issue 18: real tables, dates, a readable report and verdicts ---------------------------------------------
 
-def split_of(df, seed=42, valid_pct=0.2):
-    "The training and validation rows of the split `compare_scalers` makes"
-    train, valid = RandomSplitter(valid_pct=valid_pct, seed=seed)(df)
-    return df.iloc[list(train)], df.iloc[list(valid)]
+def split_of(df, y='target', task='regression', seed=42):
+    "The training, validation and test rows of the split `compare_scalers` makes for a real table (`split_rows`, tested on its own)"
+    return tuple(df.iloc[rows] for rows in split_rows(df[y], task, 0.2, 0.2, seed))
 
 
 def test_real_tables_get_real_table_settings_and_beat_the_baseline(tmp_path):
     "diabetes with the command's defaults: an MLP that trains (no divergence), every choice below predicting the mean"
     code, out, err = run_main('compare', '--dataset', 'diabetes', '--out', tmp_path)
     assert code == 0, err
-    assert 'for 30 epochs, lr 0.003, bs 32, layers 200,100' in out
+    assert 'for up to 30 epochs (patience 5), lr 0.003, bs 32, layers 200,100' in out
     table = pd.read_csv(tmp_path/'summary.csv', index_col=0)
-    train, valid = split_of(sklearn_data('diabetes').df)
+    train, valid, test = split_of(sklearn_data('diabetes').df)
     mean_mse = float(((valid.target - train.target.mean())**2).mean())          # the baseline, computed here
     assert table.valid_loss['baseline'] == pytest.approx(mean_mse, rel=1e-6)
+    test_rmse = float(np.sqrt(((test.target - train.target.mean())**2).mean()))
+    assert table.test_rmse['baseline'] == pytest.approx(test_rmse, rel=1e-6)
     choices = table.drop('baseline')
     assert list(choices.index) == list(DEFAULT_CHOICES)
     assert (choices.valid_loss < 0.6 * mean_mse).all(), table                 # measured: 0.48-0.55 of it
@@ -530,10 +532,10 @@ def test_explicit_flags_win_over_the_table_settings(tmp_path):
     code, out, err = run_main('compare', '--dataset', 'diabetes', '--procs', 'none', '--epochs', 1, '--lr', 0.01, '--bs', 64,
                               '--layers', '', '--workers', 1, '--out', tmp_path)
     assert code == 0, err
-    assert 'for 1 epochs, lr 0.01, bs 64, a linear model' in out
+    assert 'for up to 1 epochs (patience 5), lr 0.01, bs 64, a linear model' in out
     assert 'tabular_learner, linear (layers=[]), no batch norm; Adam (fastai&#x27;s default), fit_one_cycle(1, 0.01), bs 64' in \
         (tmp_path/'report.html').read_text()
-    assert table_training(442) == dict(epochs=30, lr=3e-3, bs=32, layers=[200, 100])
+    assert table_training(442) == dict(epochs=30, lr=3e-3, bs=32, layers=[200, 100], test_pct=0.2, patience=5)
     assert sklearn_data('diabetes').training == table_training(442) and seed_data(100).training['lr'] == 10.
 
 
@@ -544,13 +546,15 @@ def test_a_warning_when_no_choice_beats_the_baseline(tmp_path):
     code, out, err = run_main('compare', '--csv', tmp_path/'noise.csv', '--y', 'y', '--workers', 1, '--out', tmp_path/'r')
     assert code == 0, err
     df = pd.read_csv(tmp_path/'noise.csv')
-    train, valid = split_of(df)
+    train, valid, test = split_of(df, 'y')
     base = float(((valid.y - train.y.mean())**2).mean())
+    base_rmse = float(np.sqrt(((test.y - train.y.mean())**2).mean()))   # on the test rows, the table's main column
     table = pd.read_csv(tmp_path/'r'/'summary.csv', index_col=0)
-    assert table.valid_loss['baseline'] == pytest.approx(base, rel=1e-6) and (table.drop('baseline').valid_loss > base).all()
+    assert table.valid_loss['baseline'] == pytest.approx(base, rel=1e-6)
+    assert table.test_rmse['baseline'] == pytest.approx(base_rmse, rel=1e-6) and (table.drop('baseline').test_rmse > base_rmse).all()
     warning = [l for l in out.splitlines() if l.startswith('warning: ')]
-    assert warning == [f"warning: no choice beats the baseline (predicting the training mean, {train.y.mean():.4g}: valid loss "
-                       f"{base:.4g}); the best ended at {table.drop('baseline').valid_loss.min():.4g}. Either the inputs do not "
+    assert warning == [f"warning: no choice beats the baseline (predicting the training mean, {train.y.mean():.4g}: test rmse "
+                       f"{base_rmse:.4g}); the best ended at {table.drop('baseline').test_rmse.min():.4g}. Either the inputs do not "
                        "predict the target, or these settings did not learn it: try another learning rate, more epochs or other layers"]
     assert warning[0][len('warning: '):] in (tmp_path/'r'/'report.html').read_text().replace('&#x27;', "'")
 
@@ -558,14 +562,17 @@ def test_a_warning_when_no_choice_beats_the_baseline(tmp_path):
 def test_classification_baseline_is_the_class_frequencies_and_the_majority_class():
     data = sklearn_data('breast_cancer', rows=300)
     res = data.compare(procs='none,Normalize', epochs=2, progress=False)
-    train, valid = split_of(data.df)
+    train, valid, test = split_of(data.df, task='classification')
     freq = train.target.value_counts(normalize=True)
     b = res.baseline.loc['baseline']
     assert b.valid_loss == pytest.approx(float(-np.log(valid.target.map(freq)).mean()), rel=1e-9)
     assert b.train_loss == pytest.approx(float(-np.log(train.target.map(freq)).mean()), rel=1e-9)
     assert b.accuracy == pytest.approx(float((valid.target == freq.idxmax()).mean()))
     assert list(res.baseline.columns) == list(res.table.columns)
-    assert res.format_table().splitlines()[-1].split()[:4] == ['baseline', f"{b.train_loss:.4g}", f"{b.valid_loss:.4g}", '-']
+    # on the test rows, the main columns: the majority class's accuracy, the frequencies' log loss, and an AUC of one half
+    test_acc, test_ll = float((test.target == freq.idxmax()).mean()), float(-np.log(test.target.map(freq)).mean())
+    assert res.format_table().splitlines()[-1].split()[:8] == ['baseline', f"{test_acc:.4f}", f"{test_ll:.4g}", '0.5000', '-', '-',
+                                                               f"{b.train_loss:.4g}", f"{b.valid_loss:.4g}"]
 
 
 def fakes(losses:dict, task='regression', **settings):
@@ -684,8 +691,10 @@ def test_messy_csv_end_to_end_in_worker_processes(messy_csv, tmp_path):
                       "consider dropping them"]                                           # two runs of auto, one line
     assert 'date column left out of the inputs: sold' in p.stdout
     table = pd.read_csv(tmp_path/'summary.csv', index_col=0)
-    assert (table.drop('baseline').valid_loss < table.valid_loss['baseline']).all(), table
-    assert (table.valid_loss[['Normalize', 'auto']] < 0.3 * table.valid_loss['baseline']).all(), table   # measured: 0.17-0.2
+    # with early stopping, unscaled inputs stop while still far off (valid loss 1,399, 9x the baseline's): the note says so
+    assert (table.valid_loss[['Normalize', 'auto']] < 0.3 * table.valid_loss['baseline']).all(), table   # measured: 0.21
+    assert (table.test_rmse[['Normalize', 'auto']] < 0.6 * table.test_rmse['baseline']).all(), table     # measured: 0.5
+    assert table.test_rmse['none'] > table.test_rmse['baseline'] and 'note: none ended at or above the baseline' in p.stdout
     raw = pd.read_csv(tmp_path/'raw_weights.csv', index_col=[0, 1])
     assert [c for c in raw.columns if c.startswith(('city', 'rooms'))] == ['city (emb)', 'rooms (emb)']   # one entry per column
     assert 'const' in raw.columns                                                         # the CSV keeps every column
