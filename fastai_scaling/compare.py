@@ -218,12 +218,11 @@ def _overall_bar(jobs):
     return on_done
 
 # %% ../nbs/04_compare.ipynb #4964e1c7
-def _default_target(y_train, y_valid, task):
+def _default_target(y_valid, task, baseline:dict) -> tuple:
+    "(valid loss to reach, what it is): 1% of the validation variance of y, or a quarter of the `_baseline`'s cross-entropy"
     if task == 'regression':
         return 0.01 * float(np.var(y_valid)), "1% of the variance of y in the validation set (explains 99% of it)"
-    freq = y_train.value_counts(normalize=True)
-    p = y_valid.map(freq).fillna(1e-6).clip(lower=1e-6).astype(float)
-    return 0.25 * float(-np.log(p).mean()), "a quarter of the cross-entropy of predicting the training class frequencies"
+    return 0.25 * baseline['valid_loss'], "a quarter of the cross-entropy of predicting the training class frequencies"
 
 # %% ../nbs/04_compare.ipynb #9e703907
 def _check_training(epochs, lr, bs, valid_pct, seeds, loader, test_pct=None, patience=None):
@@ -282,10 +281,10 @@ def compare_scalers(df:pd.DataFrame, y_name:str, cont_names:list, cat_names:list
     else: *splits, test = split_rows(df[y_name], task, valid_pct, test_pct, seed)
     _check_split(df, cont_names, [*splits, *([test] if test else [])])
     y = df[y_name]
-    default_target, target_desc = _default_target(y.iloc[splits[0]], y.iloc[splits[1]], task)
+    baseline = _baseline(y.iloc[splits[0]], y.iloc[splits[1]], task)
+    default_target, target_desc = _default_target(y.iloc[splits[1]], task, baseline)
     if target is None: target = default_target
     else: target_desc = "given"
-    baseline = _baseline(y.iloc[splits[0]], y.iloc[splits[1]], task)
     if test: baseline.update({f"test_{k}": v for k, v in baseline_metrics(y.iloc[splits[0]], y.iloc[test], task).items()})
     train = df.iloc[splits[0]]   # constant where the scalers are fitted: its raw weight only shifts the bias
     constant = {c: float(train[c].dropna().iloc[0]) for c in cont_names if train[c].nunique() == 1}
@@ -329,7 +328,7 @@ def _baseline(y_train, y_valid, task) -> dict:
         return dict(train_loss=float(((yt - m)**2).mean()), valid_loss=float(((yv - m)**2).mean()),
                     desc=f"predicting the training mean, {m:.4g}")
     freq = y_train.value_counts(normalize=True)
-    # a class never seen in training gets probability 1e-6 instead of 0 (an infinite loss), as in `_default_target`
+    # a class never seen in training gets probability 1e-6 instead of 0 (an infinite loss); `_default_target` takes a quarter of it
     ce = lambda y: float(-np.log(y.map(freq).astype(float).fillna(1e-6).clip(lower=1e-6)).mean())
     top = freq.idxmax()   # the most frequent class: the constant prediction's accuracy
     label = top.item() if isinstance(top, np.generic) else top   # 1, not np.int64(1)

@@ -22,6 +22,13 @@ def _ladder(q_lo, q_hi) -> list:
     "The percentiles `wider_quantile_range` reads when the pair (q_lo, q_hi) coincides (a zero-inflated column)"
     return [q for pair in fallback_percentiles((q_lo, q_hi)) for q in pair]
 
+def _spread_pair(x, q_lo, q_hi, lo, hi, top) -> tuple:
+    "(pair, (value at lo, value at hi), why): the percentiles (q_lo, q_hi) with their values `lo`, `hi`, or where those coincide on a column that is not constant (zero-inflated, heavily tied), the first wider pair whose values differ (`wider_quantile_range`: never raw units), with why in words"
+    # zero or not relative to the column's magnitude `top`: a spread of 3e-39 beside values of 1 is none to scale by
+    if not is_zero_spread(hi - lo, x.dtype, top, len(x)) or is_constant(x): return (q_lo, q_hi), (lo, hi), ''
+    pair, values = wider_quantile_range(x, (q_lo, q_hi))
+    return pair, values, f": the {q_lo:g}-{q_hi:g} percentiles are equal"
+
 # %% ../nbs/01_procs.ipynb #428d18a7
 class RobustNormalize(AffineNormalize):
     "Center continuous columns on their median and scale them by their inter-quantile range (outlier-robust)"
@@ -37,17 +44,11 @@ class RobustNormalize(AffineNormalize):
     def fit_column(self, x):
         lo, median, hi = np.percentile(x, [self.q_lo, 50., self.q_hi])
         center = median if self.with_centering else 0.
-        # spreads are zero or not relative to the column's magnitude: an IQR of 3e-39 beside values of 1 is none to scale by
         top = magnitude(x)
         if not self.with_scaling: return AffineFit(center, 1., top, 'none (with_scaling=False)')
-        pair, rule = (self.q_lo, self.q_hi), f"percentiles {self.q_lo:g}-{self.q_hi:g}"
-        extremes = False
-        if is_zero_spread(hi - lo, x.dtype, top, len(x)) and not is_constant(x):
-            # zero-inflated or heavily tied: a spread that exists, never raw units (see `wider_quantile_range`)
-            pair, (lo, hi) = wider_quantile_range(x, pair)
-            extremes = pair == (0., 100.)
-            rule = ("half the range (min to max)" if extremes else f"percentiles {pair[0]:g}-{pair[1]:g}") + \
-                   f": the {self.q_lo:g}-{self.q_hi:g} percentiles are equal"
+        pair, (lo, hi), why = _spread_pair(x, self.q_lo, self.q_hi, lo, hi, top)
+        extremes = bool(why) and pair == (0., 100.)   # the fallback's last resort, not a quantile_range of (0, 100)
+        rule = ("half the range (min to max)" if extremes else f"percentiles {pair[0]:g}-{pair[1]:g}") + why
         spread = hi - lo
         if extremes: spread /= 2                                  # RealMLP's 2 / (max - min): the rows land in [-2, 2]
         elif self.unit_variance: spread /= _normal_width(*pair)   # so that a normal column comes out with unit variance
@@ -79,11 +80,9 @@ class MinMaxNormalize(AffineNormalize):
             low, high = float(x.min()), float(x.max())
             return AffineFit(low, high - low, max(abs(low), abs(high)), 'range (min to max)')
         low, high = map(float, np.percentile(x, [self.q_lo, self.q_hi]))
-        rule, top = f"percentiles {self.q_lo:g}-{self.q_hi:g}", magnitude(x)
-        if is_zero_spread(high - low, x.dtype, top, len(x)) and not is_constant(x):
-            pair, (low, high) = wider_quantile_range(x, (self.q_lo, self.q_hi))   # as RobustNormalize: never raw units
-            rule = ("range (min to max)" if pair == (0., 100.) else f"percentiles {pair[0]:g}-{pair[1]:g}") + \
-                   f": the {self.q_lo:g}-{self.q_hi:g} percentiles are equal"
+        top = magnitude(x)
+        pair, (low, high), why = _spread_pair(x, self.q_lo, self.q_hi, low, high, top)
+        rule = ("range (min to max)" if why and pair == (0., 100.) else f"percentiles {pair[0]:g}-{pair[1]:g}") + why
         return AffineFit(low, high - low, top, rule)
 
     def summary_stats(self):
