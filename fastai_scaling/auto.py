@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect, warnings
 from copy import copy
 import numpy as np, pandas as pd
-from fastai.tabular.core import Tabular
+from fastai.tabular.core import Tabular, FillMissing
 from .core import ColumnScaler, AffineNormalize
 from .sources import column_values, check_finite, is_number_dtype
 from .stats import column_stats, is_zero_spread
@@ -124,7 +124,7 @@ class AutoNormalize(ColumnScaler):
             self.choices = self.source_choices.loc[names]
             self.scalers = {s: _restricted(self.source_scalers[s], rows.index.tolist()) for s, rows in self.choices.groupby('scaler', sort=False)}
         else:
-            self.choices = suggest_scalers(to.items, names, **self.suggest_kwargs)
+            self.choices = suggest_scalers(_observed(to, names), names, **self.suggest_kwargs)
             self.scalers = _sub_scalers(self.choices)
         for proc in self.scalers.values(): proc.setup_columns(to, proc.cols)
         self.dtypes = {n: column_values(to.items[n].iloc[:0], n).dtype for n in names}
@@ -154,6 +154,23 @@ class AutoNormalize(ColumnScaler):
 
     def _check_setup(self, what):
         if self.choices is None: raise ValueError(f"AutoNormalize.{what}: the proc is not set up yet; build a TabularPandas with it first")
+
+def _observed(to:Tabular, names:list) -> pd.DataFrame:
+    "The columns `names` of `to` as the data gave them: where fastai's FillMissing filled a value in, missing again"
+    # the advice describes a column's values, not how many were missing: a median fill piles a share of the rows on one value
+    # and moves the quartiles, so the same column was advised differently with and without missing values
+    df, procs = to.items, list(getattr(getattr(to, 'procs', None), 'fs', []))
+    if not any(isinstance(p, FillMissing) for p in procs): return df[names]
+    filled = {n: _filled_rows(df, f"{n}_na", procs) for n in names}
+    return pd.DataFrame({n: df[n] if f is None else df[n].mask(f) for n, f in filled.items()}, index=df.index)
+
+def _filled_rows(df, flag, procs):
+    "FillMissing's `flag` column (`<name>_na`) as booleans: as it wrote it, or through Categorify's codes (it runs after FillMissing)"
+    if flag not in df: return None   # nothing was missing in the training rows, or FillMissing(add_col=False)
+    col = df[flag]
+    if pd.api.types.is_bool_dtype(col): return col.to_numpy()
+    vocab = next((list(p.classes[flag]) for p in procs if flag in getattr(p, 'classes', {})), None)
+    return None if vocab is None or True not in vocab else (col.to_numpy() == vocab.index(True))
 
 def _sub_scalers(choices:pd.DataFrame) -> dict:
     "{scaler name: an unfitted proc for the columns `choices` gives it}, in the table's order"

@@ -97,7 +97,13 @@ def _parser() -> _Parser:
                             'not; the table shows mean [min, max]; with --csv/--dataset the best must beat the runner-up on most '
                             'seeds (default 1)')
     train.add_argument('--valid-pct', type=float, default=0.2, help='validation share of the rows (default 0.2)')
-    train.add_argument('--target', type=_positive(float), help='valid loss to reach (default: 1%% of the validation variance of y)')
+    train.add_argument('--test-pct', type=float, help='test share of the rows, held out from training and early stopping, that ranks '
+                                                     'the choices (default: 0.2 for --csv/--dataset, none for the synthetic data)')
+    train.add_argument('--patience', type=_positive(int), help='stop after this many epochs without a lower validation loss and '
+                                                              'restore the best epoch (default: 5 for --csv/--dataset; every epoch '
+                                                              'for the synthetic data)')
+    train.add_argument('--target', type=_positive(float), help='valid loss to reach, without a test set (default: 1%% of the validation '
+                                                              'variance of y)')
     train.add_argument('--workers', type=_positive(int), default=min(2, os.cpu_count() or 1),
                        help='runs trained in parallel processes (default: min(2, CPUs)); on a terminal one progress bar with an ETA '
                             'counts the runs (1: fastai\'s bar per run); in a log, a line per epoch')
@@ -156,13 +162,18 @@ def _data(loaders, args):
     return loaders.seed_data(args.rows or 200_000, seed=args.seed)
 
 # %% ../nbs/09_cli.ipynb #81d1d529
+def _choice_counts(choices) -> str:
+    "The scalers of an advice table and their columns, on one line: `QuantileNormalize x2 (a, b), none x1 (c)`"
+    groups = choices.groupby('scaler', sort=False).groups
+    return ', '.join(f"{s} x{len(cols)} ({', '.join(map(str, cols))})" for s, cols in groups.items())
+
 def _lr_text(lr) -> str:
     return f"{lr:g}" if not isinstance(lr, list) else f"chosen on validation from {','.join(f'{v:g}' for v in lr)}"
 
 def _compare(args, cmd, command:str) -> int:
     "`fastai_scaling compare`: train, print the table and the verdicts, write the report"
     compare = _heavy('compare')
-    given = dict(epochs=args.epochs, lr=args.lr, bs=args.bs, layers=args.layers)
+    given = dict(epochs=args.epochs, lr=args.lr, bs=args.bs, layers=args.layers, test_pct=args.test_pct, patience=args.patience)
     try:
         data = _data(compare, args)
         train = {**data.training, **{k: v for k, v in given.items() if v is not None}}
@@ -185,8 +196,11 @@ def _compare(args, cmd, command:str) -> int:
                                           loader='fastai' if args.fastai_loader else 'tensor',
                                           progress=True if sys.stdout.isatty() else 'lines', **train)   # no bars in a log file
     except (compare.CompareError, FileNotFoundError) as e: cmd.error(_one_line(e))
-    print(f"\ntarget: valid loss < {res.target:.4g}, {res.target_desc}")
+    if not res.main_metric: print(f"\ntarget: valid loss < {res.target:.4g}, {res.target_desc}")   # a test set judges instead
+    else: print()
     print(res.format_table())
+    for name, run in res.runs.items():   # what a choosing proc applied per column (first seed), as `suggest` prints it
+        if run.choices is not None: print(f"{name} applied: " + _choice_counts(run.choices))
     for line in (res.best(), res.recommendation(), res.baseline_note()):
         if line: print(line)
     path = res.write_report(args.out, command=command, description=data.description)
@@ -217,13 +231,17 @@ def _narrow_table(rows, width:int=_WIDTH, name_width:int=28) -> str:
 # %% ../nbs/09_cli.ipynb #99f29e98
 def _suggest(args, cmd, command:str) -> int:
     "`fastai_scaling suggest`: the advice table of `suggest_scalers` for the data the flags name"
-    loaders, auto = _heavy('compare_data'), _heavy('auto')
+    loaders, auto = _heavy('compare'), _heavy('auto')
     try:
         data = _data(loaders, args)
         if not data.cont_names: raise loaders.CompareError("the data has no numeric input column to advise on")
+        # the rows and values `compare` fits `auto` on: its checked table, its training split (same seed), so what this prints
+        # is what `auto` applies there (AutoNormalize ignores the values FillMissing fills in, as this ignores missing values)
+        df, _ = loaders.check_table(data.df, data.y_name, data.cont_names, data.cat_names, data.task)
+        train = loaders.compare_splits(df[data.y_name], data.task, 0.2, data.training.get('test_pct'), args.seed)[0]
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter('always')
-            table = auto.suggest_scalers(data.df, data.cont_names)
+            table = auto.suggest_scalers(df.iloc[train], data.cont_names)
     except (loaders.CompareError, FileNotFoundError, ValueError, TypeError, KeyError) as e: cmd.error(_one_line(e))
     say = print if args.wide else (lambda text: print(_wrap(text, '  ')))
     for line in _data_lines(data): say(line)
@@ -241,7 +259,7 @@ def _suggest(args, cmd, command:str) -> int:
         say(f"the whole table ({len(table.columns)} columns per row): {args.out}")
     counts = table['scaler'].value_counts()
     say('suggested: ' + ', '.join(f"{k} x{v}" for k, v in counts.items())
-        + "; AutoNormalize applies this advice, fitted on the training split" + ('' if args.wide or args.out else
+        + f"; advice on the {len(train):,} training rows of `compare --seed {args.seed}`, as its auto applies it" + ('' if args.wide or args.out else
         "; --wide shows the statistics, --out FILE.csv saves them"))
     return 0
 

@@ -22,7 +22,7 @@ from fastai.tabular.learner import TabularLearner
 from .registry import BatchNormInputs, DATASETS, scaler_names, load_scaler
 from .monitor import ParameterMonitor
 from .loader import TensorTabDataLoader
-from .compare_data import CompareError, CompareData, check_table, one_line, seed_data, table_training, sklearn_data, csv_data
+from .compare_data import CompareError, CompareData, check_table, one_line, seed_data, table_training, sklearn_data, csv_data, table_data
 from .compare_results import ScalerRun
 from .compare_report import ScalerComparison   # the class of compare_results, with the plots and write_report of compare_report
 from .compare_pool import run_in_processes
@@ -30,14 +30,15 @@ from fastprogress.fastprogress import progress_bar
 from .compare_protocol import split_rows, KeepBest, holdout_metrics, baseline_metrics
 
 # %% auto #0
-__all__ = ['SCALERS', 'DEFAULT_CHOICES', 'LOADERS', 'resolve_scalers', 'compare_scalers', 'BatchNormInputs', 'DATASETS',
-           'CompareError', 'CompareData', 'check_table', 'seed_data', 'table_training', 'sklearn_data', 'csv_data',
-           'ScalerRun', 'ScalerComparison', 'split_rows', 'KeepBest', 'holdout_metrics', 'baseline_metrics']
+__all__ = ['SCALERS', 'DEFAULT_CHOICES', 'LOADERS', 'resolve_scalers', 'compare_splits', 'compare_scalers', 'BatchNormInputs',
+           'DATASETS', 'CompareError', 'CompareData', 'check_table', 'seed_data', 'table_training', 'sklearn_data',
+           'csv_data', 'table_data', 'ScalerRun', 'ScalerComparison', 'split_rows', 'KeepBest', 'holdout_metrics',
+           'baseline_metrics']
 
 # %% ../nbs/04_compare.ipynb #30a5e929
 # the names of the modules below that `from fastai_scaling.compare import ...` (and `fastai_scaling.all`) give too
 _all_ = ['BatchNormInputs', 'DATASETS', 'CompareError', 'CompareData', 'check_table', 'seed_data', 'table_training', 'sklearn_data',
-         'csv_data', 'ScalerRun', 'ScalerComparison', 'split_rows', 'KeepBest', 'holdout_metrics', 'baseline_metrics']
+         'csv_data', 'table_data', 'ScalerRun', 'ScalerComparison', 'split_rows', 'KeepBest', 'holdout_metrics', 'baseline_metrics']
 
 # %% ../nbs/04_compare.ipynb #84bcaba1
 # {name: proc class, None or a BatchNormInputs} for every registered choice, in the registry's order; a dict, so that a
@@ -151,6 +152,8 @@ def _train_choice(name, proc, df, y_name, cont_names, cat_names, splits, task, e
     except (ValueError, TypeError, KeyError, AssertionError) as e:
         raise CompareError(f"{name}: its procs ({', '.join(getattr(p, '__name__', type(p).__name__) for p in procs)}) "
                            f"refused the data: {one_line(e)}") from e
+    # a proc that picks a scaler per column (AutoNormalize) keeps its picks: the report shows what was applied, not a re-run advice
+    chooser = next((p for p in to.procs.fs if isinstance(getattr(p, 'choices', None), pd.DataFrame)), None)
     set_seed(seed)   # same batch order for every choice: the training loader draws its shuffling seed here
     dls = to.dataloaders(bs=bs, val_bs=val_bs, drop_last=False, dl_type=LOADERS[loader])
     n_out = 1 if task == 'regression' else len(next(p for p in to.procs if isinstance(p, Categorize)).vocab)
@@ -180,7 +183,8 @@ def _train_choice(name, proc, df, y_name, cont_names, cat_names, splits, task, e
                      iters=np.asarray(mon.iters), raw_weights=mon.raw_weights(), seed=seed,
                      embeddings={c: e.embedding_dim for c, e in zip(dls.cat_names, learn.model.embeds)},
                      best_epoch=None if not keep or keep[0].best_epoch is None else keep[0].best_epoch + 1,
-                     test={} if test is None else scores, lr=lr)
+                     test={} if test is None else scores, lr=lr,
+                     choices=None if chooser is None else chooser.choices[['scaler', 'reason']].copy())
 
 # %% ../nbs/04_compare.ipynb #0e9ce70a
 def _run_job(job, report=None):
@@ -238,15 +242,29 @@ def _check_training(epochs, lr, bs, valid_pct, seeds, loader, test_pct=None, pat
     if patience is not None and not (isinstance(patience, (int, np.integer)) and patience >= 1):
         raise CompareError(f"patience must be a positive integer (epochs without a better valid loss), got {patience!r}")
 
-def _check_split(df, cont_names, splits):
-    "FillMissing learns its fill values on the training rows: a column missing values only in the validation (or test) rows breaks it"
-    train = df.iloc[splits[0]]
-    for rows, where in zip(splits[1:], ('validation', 'test')):
-        for name in cont_names:
-            n = int(df[name].iloc[rows].isna().sum())
-            if n and not train[name].isna().any():
-                raise CompareError(f"continuous column {name!r} has missing values only in {where} rows ({n:,} of them), so "
-                                   "FillMissing, fitted on the training rows, cannot fill them; fill them first or try another --seed")
+def compare_splits(y:pd.Series, task:str='regression', valid_pct:float=0.2, test_pct:float=None, seed:int=42) -> tuple:
+    "The (training, validation, test) row positions `compare_scalers` uses: fastai's `RandomSplitter` without a test set (test: None), else `split_rows`"
+    if test_pct is None:
+        train, valid = [list(s) for s in RandomSplitter(valid_pct=valid_pct, seed=seed)(y)]
+        if not train or not valid: raise CompareError(f"{len(y)} rows are too few to split into training and validation sets")
+        return train, valid, None
+    return split_rows(y, task, valid_pct, test_pct, seed)
+
+def _fill_outside_training(df, cont_names, splits) -> list:
+    "Fill, with its training median, a continuous column whose missing values all lie outside the training rows; a note for each"
+    # fastai's FillMissing learns fill values for the columns missing in the training rows only, and refuses (an assert) a
+    # missing value elsewhere: one missing value that lands among the test rows would stop the whole comparison. The
+    # median is what FillMissing itself would fill in; only its `<col>_na` flag is missing, as it would be constant in training.
+    train, notes = df.iloc[splits[0]], []
+    for name in cont_names:
+        outside = [(where, int(df[name].iloc[rows].isna().sum())) for rows, where in zip(splits[1:], ('validation', 'test'))]
+        if train[name].isna().any() or not any(n for _, n in outside): continue
+        fill = train[name].median()
+        df[name] = df[name].fillna(fill)
+        notes.append(f"continuous column {name!r} had missing values only outside the training rows "
+                     f"({', '.join(f'{n:,} {where}' for where, n in outside if n)}): filled with its training median {fill:.4g}, "
+                     "as FillMissing fills (which learns fill values from the training rows only)")
+    return notes
 
 # %% ../nbs/04_compare.ipynb #38cd4f3a
 def compare_scalers(df:pd.DataFrame, y_name:str, cont_names:list, cat_names:list=None,
@@ -275,11 +293,8 @@ def compare_scalers(df:pd.DataFrame, y_name:str, cont_names:list, cat_names:list
     for v in lrs: _check_training(epochs, v, bs, valid_pct, seeds, loader, test_pct, patience)
     choices = resolve_scalers(procs)
     if task == 'regression': df[y_name] = df[y_name].astype(np.float32)
-    if test_pct is None:
-        splits, test = [list(s) for s in RandomSplitter(valid_pct=valid_pct, seed=seed)(df)], None
-        if not splits[0] or not splits[1]: raise CompareError(f"{len(df)} rows are too few to split into training and validation sets")
-    else: *splits, test = split_rows(df[y_name], task, valid_pct, test_pct, seed)
-    _check_split(df, cont_names, [*splits, *([test] if test else [])])
+    *splits, test = compare_splits(df[y_name], task, valid_pct, test_pct, seed)
+    notes += _fill_outside_training(df, cont_names, [*splits, *([test] if test else [])])
     y = df[y_name]
     baseline = _baseline(y.iloc[splits[0]], y.iloc[splits[1]], task)
     default_target, target_desc = _default_target(y.iloc[splits[1]], task, baseline)
@@ -288,8 +303,9 @@ def compare_scalers(df:pd.DataFrame, y_name:str, cont_names:list, cat_names:list
     if test: baseline.update({f"test_{k}": v for k, v in baseline_metrics(y.iloc[splits[0]], y.iloc[test], task).items()})
     train = df.iloc[splits[0]]   # constant where the scalers are fitted: its raw weight only shifts the bias
     constant = {c: float(train[c].dropna().iloc[0]) for c in cont_names if train[c].nunique() == 1}
-    bars = progress is True and workers <= 1
-    overall = progress is True and workers > 1   # in parallel, one bar with an ETA instead of the workers' interleaved epoch lines
+    # in parallel, or on a real table (many short runs), one bar with an ETA instead of interleaved epoch lines or a bar per run
+    bars = progress is True and workers <= 1 and test_pct is None
+    overall = progress is True and not bars
     report = None if bars or overall or not progress else (lambda line: print(line, flush=True))
     if progress:
         for note in notes: print(f"note: {note}", flush=True)

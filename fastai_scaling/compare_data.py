@@ -9,7 +9,8 @@ import numpy as np, pandas as pd, torch
 from .registry import DATASETS
 
 # %% auto #0
-__all__ = ['CompareError', 'one_line', 'CompareData', 'seed_data', 'table_training', 'sklearn_data', 'csv_data', 'check_table']
+__all__ = ['CompareError', 'one_line', 'CompareData', 'seed_data', 'table_training', 'sklearn_data', 'csv_data', 'table_data',
+           'check_table']
 
 # %% ../nbs/04a_compare_data.ipynb #da25f019
 class CompareError(ValueError):
@@ -97,8 +98,15 @@ def csv_data(path, y:str, cat_names=None, cont_names=None, task:str='regression'
     except pd.errors.EmptyDataError: raise CompareError(f"{path} is empty") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as e: raise CompareError(f"{path} is not a readable CSV: {one_line(e)}") from None
     if not len(df): raise CompareError(f"{path} has no data rows")
+    return table_data(df, y, cat_names, cont_names, task, rows, seed, name=path.name, where=str(path))
+
+def table_data(df:pd.DataFrame, y:str, cat_names=None, cont_names=None, task:str='regression', rows:int|None=None, seed:int=42,
+               name:str='the table', where:str='the data') -> CompareData:
+    "A DataFrame for `compare_scalers`, read as `csv_data` reads a CSV: the real-table `training`, dates left out, text columns categorical"
+    if not isinstance(df, pd.DataFrame): raise CompareError(f"{name} must be a pandas DataFrame, not {type(df).__name__}")
+    if not len(df): raise CompareError(f"{name} has no data rows")
     cats = list(cat_names or [])
-    _check_columns(df, [y, *cats, *(cont_names or [])], str(path))
+    _check_columns(df, [y, *cats, *(cont_names or [])], where)
     notes = []
     if cont_names is None:
         others = [c for c in df.columns if c != y and c not in cats]
@@ -120,10 +128,10 @@ def csv_data(path, y:str, cat_names=None, cont_names=None, task:str='regression'
     n_missing = int(df[y].isna().sum())
     if n_missing:
         df = df[df[y].notna()]
-        if not len(df): raise CompareError(f"{path}: target column {y!r} has no values")
+        if not len(df): raise CompareError(f"{name}: target column {y!r} has no values")
         notes.append(f"dropped {n_missing:,} rows with a missing target")
     df = _subsample(df, rows, seed)
-    desc = f"{path.name}: {len(df):,} rows, target {y!r}" + ''.join(f"; {n}" for n in notes)
+    desc = f"{name}: {len(df):,} rows, target {y!r}" + ''.join(f"; {n}" for n in notes)
     return CompareData(df, y, conts, cats, task, None, desc, table_training(len(df)), notes)
 
 def _is_number(col): return pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)

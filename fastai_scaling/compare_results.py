@@ -30,6 +30,7 @@ class ScalerRun:
     best_epoch: int | None = None  # with early stopping: the epoch (1-based) whose weights were restored; else None
     test: dict = field(default_factory=dict)        # `holdout_metrics` on the held-out test rows at `best_epoch` (empty: no test set)
     lr: float | None = None     # the learning rate it trained with (with a grid, the one validation chose for this choice and seed)
+    choices: pd.DataFrame | None = None  # a proc that chooses per column (`AutoNormalize`): its `scaler` and `reason` per column, as applied
 
 # %% ../nbs/04b_compare_results.ipynb #5389dc59
 def _fmt_loss(v): return f"{v:.4g}" if np.isfinite(v) else str(v)
@@ -60,13 +61,15 @@ class ScalerComparison:
                 row = dict(scaler=name, seed=r.seed, **{f"test_{k}": v for k, v in r.test.items()})
                 if r.best_epoch is not None: row.update(best_epoch=r.best_epoch, epochs_run=len(r.valid_loss))
                 if isinstance(self.settings.get('lr'), list): row['lr'] = r.lr   # a grid: the one chosen
-                row.update(train_loss=r.train_loss[at], valid_loss=r.valid_loss[at], epoch_below_target=_first_below(r.valid_loss, self.target))
-                if r.accuracy is not None: row['accuracy'] = r.accuracy[at]
+                row.update(train_loss=r.train_loss[at], valid_loss=r.valid_loss[at])
+                # with a test set the test metrics judge, and the validation rows only pick the epoch: no target, no validation accuracy
+                if not r.test:
+                    row['epoch_below_target'] = _first_below(r.valid_loss, self.target)
+                    if r.accuracy is not None: row['accuracy'] = r.accuracy[at]
                 row['sec_per_epoch'] = float(r.epoch_time.mean())
                 rows.append(row)
         res = pd.DataFrame(rows).set_index(['scaler', 'seed'])
-        res['epoch_below_target'] = res['epoch_below_target'].astype('Int64')
-        for c in ('best_epoch', 'epochs_run'):
+        for c in ('epoch_below_target', 'best_epoch', 'epochs_run'):
             if c in res: res[c] = res[c].astype('Int64')   # the baseline row has none: NA, not a float
         return res
 
@@ -83,7 +86,8 @@ class ScalerComparison:
             out[f'{c}_min'] = g[c].min()
             out[f'{c}_max'] = g[c].apply(lambda x: x.max(skipna=False)) if never else g[c].max()
         out['sec_per_epoch'] = g['sec_per_epoch'].mean()
-        for c in ('epoch_below_target_min', 'epoch_below_target_max'): out[c] = out[c].round().astype('Int64')
+        for c in ('epoch_below_target_min', 'epoch_below_target_max'):
+            if c in out: out[c] = out[c].round().astype('Int64')
         return out
 
     @property

@@ -145,6 +145,14 @@ def test_suggest_command_errors_are_one_line(argv, message, capsys):
     assert err.startswith('fastai_scaling suggest: error:') and message in err and '\n' not in err
 
 
+def training_advice(d, seed=42):
+    "`suggest_scalers` on the training rows `compare` would fit `auto` on: what `suggest` must print"
+    from fastai_scaling.compare import split_rows
+    from fastai_scaling.auto import suggest_scalers
+    train = split_rows(d.df[d.y_name], d.task, 0.2, 0.2, seed)[0]   # the real-table split: 60/20/20
+    return suggest_scalers(d.df.iloc[train], d.cont_names, warn=False)
+
+
 @pytest.fixture(scope='module')
 def wide_csv(tmp_path_factory):
     "Long column names, skewed and heavy-tailed columns (long reasons), a constant one, and many rows of advice"
@@ -163,9 +171,8 @@ def test_suggest_fits_100_columns_and_loses_nothing(data, wide_csv, capsys):
     lines = out.splitlines()
     assert max(map(len, lines)) <= 100, max(lines, key=len)
     from fastai_scaling.compare import csv_data, sklearn_data
-    from fastai_scaling.auto import suggest_scalers
     d = csv_data(wide_csv, 'y') if data == 'wide' else sklearn_data(data[1])
-    table = suggest_scalers(d.df, d.cont_names, warn=False)
+    table = training_advice(d)
     header = next(i for i, l in enumerate(lines) if l.startswith('column '))
     at = lines[header].index('reason')
     body = lines[header + 1:]
@@ -188,10 +195,29 @@ def test_suggest_wide_and_out(wide_csv, tmp_path, capsys):
     out = run('suggest', '--csv', wide_csv, '--y', 'y', '--out', tmp_path/'advice.csv', capsys=capsys)
     saved = pd.read_csv(tmp_path/'advice.csv', index_col=0)
     from fastai_scaling.compare import csv_data
-    from fastai_scaling.auto import suggest_scalers
-    d = csv_data(wide_csv, 'y')
-    expected = suggest_scalers(d.df, d.cont_names, warn=False)
+    expected = training_advice(csv_data(wide_csv, 'y'))
     assert list(saved.index) == list(expected.index) and list(saved.columns) == list(expected.columns)
     pd.testing.assert_series_equal(saved.reason, expected.reason)
     np.testing.assert_allclose(saved['kurtosis'].astype(float), expected['kurtosis'].astype(float), rtol=1e-12)
     assert f"{tmp_path/'advice.csv'}" in ''.join(out.split()) and max(map(len, out.splitlines())) <= 100
+
+
+def test_suggest_prints_what_auto_applies_in_compare(tmp_path, capsys):
+    "Cause (d) of issue 20: the advice printed and the advice applied were made on different rows (all vs training) and values (raw vs median-filled)"
+    from fastai_scaling.compare import csv_data
+    rng = np.random.default_rng(3); n = 600
+    df = pd.DataFrame({'pct': rng.uniform(0, 100, n), 'temp': rng.normal(15, 8, n), 'price': rng.lognormal(3, 1, n),
+                       'visits': rng.poisson(1.5, n).astype(float), 'y': rng.normal(size=n)})
+    df.loc[rng.random(n) < 0.35, ['pct', 'temp']] = np.nan   # a median fill of a third would change their advice
+    df.to_csv(tmp_path / 'holes.csv', index=False)
+    run('suggest', '--csv', tmp_path / 'holes.csv', '--y', 'y', '--out', tmp_path / 'advice.csv', capsys=capsys)
+    printed = pd.read_csv(tmp_path / 'advice.csv', index_col=0)['scaler']
+    res = csv_data(tmp_path / 'holes.csv', 'y').compare(procs='auto', epochs=1, progress=False)
+    applied = res.runs['auto'].choices['scaler']
+    assert printed.to_dict() == applied.to_dict()
+    assert printed['pct'] == 'MinMaxNormalize'   # flat between 0 and 100 where observed; the filled medians would make it peaked
+    from fastai_scaling.cli import main
+    assert main(['compare', '--csv', str(tmp_path / 'holes.csv'), '--y', 'y', '--procs', 'auto', '--epochs', '1', '--workers', '1',
+                 '--out', str(tmp_path / 'rep')]) == 0
+    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith('auto applied: '))
+    for col, scaler in applied.items(): assert f"{col}" in line.split(scaler)[1].split(')')[0]

@@ -314,11 +314,22 @@ def test_more_data_errors():
     with pytest.raises(CompareError, match="target column 'y' has a single value"): compare_scalers(df.assign(y=1.), 'y', ['a'])
     with pytest.raises(CompareError, match="seeds must be a positive integer"): compare_scalers(df, 'y', ['a'], seeds=0)
     with pytest.raises(CompareError, match="loader must be one of"): compare_scalers(df, 'y', ['a'], loader='numpy')
-    # missing values only among the validation rows: FillMissing cannot learn a fill value for them
-    _, valid = RandomSplitter(valid_pct=0.2, seed=42)(df)
+
+
+def test_missing_values_only_outside_the_training_rows_are_filled_with_the_training_median():
+    "fastai's FillMissing refuses them (it learns fill values where the training rows miss values); one such value must not stop compare"
+    df = pd.DataFrame({'a': np.arange(40.), 'b': np.arange(40.) % 7, 'y': np.arange(40.) * 2})
+    train, valid = RandomSplitter(valid_pct=0.2, seed=42)(df)
     holes = df.copy(); holes.loc[list(valid)[:2], 'b'] = np.nan
-    with pytest.raises(CompareError, match="'b' has missing values only in validation rows \\(2 of them\\)"):
-        compare_scalers(holes, 'y', ['a', 'b'], epochs=1, progress=False)
+    res = compare_scalers(holes, 'y', ['a', 'b'], procs='Normalize', epochs=1, progress=False)
+    median = float(np.median(df.b[list(train)]))   # by hand: the training rows' median of b
+    assert res.settings['notes'] == [f"continuous column 'b' had missing values only outside the training rows (2 validation): filled "
+                                     f"with its training median {median:.4g}, as FillMissing fills (which learns fill values from the "
+                                     "training rows only)"]
+    # the same as filling them by hand, with no FillMissing (nothing is missing in training) and its `_na` flag
+    filled = compare_scalers(holes.fillna({'b': median}), 'y', ['a', 'b'], procs='Normalize', epochs=1, progress=False)
+    np.testing.assert_array_equal(res.table.valid_loss, filled.table.valid_loss)
+    assert res.settings['code']['Normalize'].startswith('procs=[Normalize]')
 
 
 class RefusingProc(Normalize):

@@ -145,6 +145,8 @@ def test_cli_breast_cancer_uses_the_protocol(tmp_path, capsys):
     base = next(l for l in out.splitlines() if l.startswith('baseline')).split()
     assert base[3] == '0.5000'   # a constant prediction ranks no pair: AUC one half
     assert 'one seed cannot separate' in out
+    # a test set judges: no loss target, no first epoch below it, no validation accuracy beside the test's
+    assert 'target:' not in out and 'epoch_below_target' not in header and ' accuracy ' not in f" {header} "
     html = (tmp_path / 'rep' / 'report.html').read_text()
     assert 'best epoch&#x27;s weights are restored' in html and '113 test' in html
 
@@ -207,3 +209,22 @@ def test_parallel_runs_show_one_bar_for_the_whole_comparison(protocol_run, capfd
                     patience=2, progress='lines')
     lines = capfd.readouterr().out
     assert lines.count(' epoch ') >= 4 and '%' not in lines    # logs keep a line per epoch
+
+
+def test_cli_test_set_and_patience_flags(tmp_path, capsys):
+    "--test-pct and --patience turn the real-table protocol on for the synthetic data, or change it for a table"
+    code = main(['compare', '--rows', '600', '--procs', 'Normalize', '--epochs', '4', '--test-pct', '0.25', '--patience', '2',
+                 '--workers', '1', '--out', str(tmp_path / 'rep')])
+    out = capsys.readouterr().out
+    assert code == 0 and 'up to 4 epochs (patience 2)' in out and 'rows split 55%/20%/25% (training/validation/test)' in out
+    header = next(l for l in out.splitlines() if l.startswith('scaler'))
+    assert header.split()[1:3] == ['test_rmse', 'test_r2'] and 'target:' not in out
+    for bad, message in ((['--test-pct', '0.9'], 'test_pct must be between 0 and 1'), (['--patience', '0'], '--patience')):
+        with pytest.raises(SystemExit) as e: main(['compare', '--rows', '600', *bad])
+        assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_test_set_leaves_the_loss_target_out_of_the_table(protocol_run):
+    res = protocol_run[1]
+    assert 'epoch_below_target' not in res.results().columns and 'epoch_below_target' not in res.table.columns
+    assert 'epoch_below_target' not in res.format_table()
