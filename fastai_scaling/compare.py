@@ -176,13 +176,16 @@ def _train_choice(name, proc, df, y_name, cont_names, cat_names, splits, task, e
             scores = holdout_metrics(preds.float().numpy(), y_test.numpy(), task)
     mon = learn.parameter_monitor
     biases = mon.biases
+    best_epoch = None if not keep or keep[0].best_epoch is None else keep[0].best_epoch + 1
+    # the weights scored on the test rows are the restored best epoch's: map its last record, not the last epoch's
+    record = -1 if best_epoch is None else int(np.searchsorted(np.asarray(mon.iters), best_epoch * len(dls.train), side='right')) - 1
     return ScalerRun(name=name, proc='none' if proc is None else repr(proc), train_loss=values[:, 0], valid_loss=values[:, 1],
                      accuracy=values[:, 2] if task == 'classification' else None, epoch_time=np.array(log.times),
                      iter_loss=iter_loss, iters_per_epoch=len(dls.train),
                      weights=mon.weights.float().numpy(), biases=None if biases is None else biases.float().numpy(),
-                     iters=np.asarray(mon.iters), raw_weights=mon.raw_weights(), seed=seed,
+                     iters=np.asarray(mon.iters), raw_weights=mon.raw_weights(record), seed=seed,
                      embeddings={c: e.embedding_dim for c, e in zip(dls.cat_names, learn.model.embeds)},
-                     best_epoch=None if not keep or keep[0].best_epoch is None else keep[0].best_epoch + 1,
+                     best_epoch=best_epoch,
                      test={} if test is None else scores, lr=lr,
                      choices=None if chooser is None else chooser.choices[['scaler', 'reason']].copy())
 

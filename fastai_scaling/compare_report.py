@@ -94,7 +94,7 @@ def _raw_shown(self:ScalerComparison, unit:int=0) -> tuple:
 
 @patch
 def plot_raw_weights(self:ScalerComparison, unit:int=0) -> matplotlib.figure.Figure:
-    "Each choice's final weights (left) and bias (right) in raw units, with the true ones when known; constant columns left out"
+    "Each choice's final weights (the best epoch's, when early stopping restored it) (left) and bias (right) in raw units, with the true ones when known; constant columns left out"
     raw, constant = self._raw_shown(unit)
     feats = [c for c in raw.columns if c != 'bias']
     shown = feats[:_MAX_SHOWN]
@@ -116,7 +116,7 @@ def plot_raw_weights(self:ScalerComparison, unit:int=0) -> matplotlib.figure.Fig
     axs[0, 0].legend(fontsize=8)
     axs[0, 1].set_xticks([0], ['bias']); axs[0, 1].set_xlim(-.5, .5)
     for ax in axs[1:, 1]: ax.axis('off')
-    fig.suptitle('\n'.join(['Final weights mapped back to raw units (ParameterMonitor.raw_weights)', *notes]), fontsize=10)
+    fig.suptitle('\n'.join(['Final weights (restored best epoch, if any) mapped back to raw units (ParameterMonitor.raw_weights)', *notes]), fontsize=10)
     fig.tight_layout()
     return fig
 

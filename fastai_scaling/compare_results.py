@@ -23,7 +23,7 @@ class ScalerRun:
     weights: np.ndarray         # `ParameterMonitor.weights`: [records, out, in], in encoded units
     biases: np.ndarray | None   # [records, out]; None when the first layer has no bias
     iters: np.ndarray           # training iteration of each record
-    raw_weights: pd.DataFrame   # `ParameterMonitor.raw_weights()`: final weights mapped to raw units
+    raw_weights: pd.DataFrame   # `ParameterMonitor.raw_weights()`: the weights it ends with (restored best epoch's, if any) in raw units
     seed: int = 42              # seed of the initial weights and the batch order (the split has its own, fixed)
     embeddings: dict = field(default_factory=dict)  # embedding width of each categorical input, in the model's order
     warnings: list = field(default_factory=list)    # (category, message) of each distinct warning raised while training
