@@ -22,8 +22,8 @@ SCALER_PROCS = {name: load_scaler(name) for name in scaler_names('menu')}
 def suggest_scalers(df:pd.DataFrame, cont_names:list=None,
                     skew_threshold:float=0.2,     # |quartile skewness| from which the bulk counts as skewed
                     tail_share:float=0.05,        # share of values beyond 3 IQR from which the tails count as heavy
-                    outlier_share:float=0.001,    # share of values beyond 3 IQR from which a column has outliers
-                    bounded_kurtosis:float=-0.8,  # excess kurtosis up to which a column counts as bounded (uniform: -1.2)
+                    outlier_share:float=None,     # share of values beyond 3 IQR from which a column gets RobustNormalize; None: never (measured below)
+                    bounded_kurtosis:float=None,  # excess kurtosis up to which an outlier-free column gets MinMaxNormalize (uniform: -1.2); None: never
                     skewed_scaler:str='PowerNormalize',     # the scaler for a skewed bulk (measured below: power wins there)
                     tail_scaler:str='QuantileNormalize',    # the scaler for heavy tails (measured below: quantile wins there)
                     warn:bool=True,               # warn about constant columns (they carry no information)
@@ -41,7 +41,7 @@ def _advice_table(stats:dict, skew_threshold, tail_share, outlier_share, bounded
     "`suggest_scalers`' table from {column: `column_stats`}, however the statistics were gathered (in memory, or by `from_data`)"
     rows = []
     for name, st in stats.items():
-        st['bounded'] = bool(not st['constant'] and st['kurtosis'] <= bounded_kurtosis and st['outlier_share'] == 0)
+        st['bounded'] = bool(bounded_kurtosis is not None and not st['constant'] and st['kurtosis'] <= bounded_kurtosis and st['outlier_share'] == 0)
         scaler, reason = _rule(st, skew_threshold, tail_share, outlier_share, skewed_scaler, tail_scaler)
         rows.append({'column': name, **st, 'scaler': scaler, 'reason': reason})
     table = pd.DataFrame(rows, columns=['column', *_STAT_COLUMNS, 'scaler', 'reason']).set_index('column')
@@ -69,7 +69,7 @@ def _rule(st, skew_threshold, tail_share, outlier_share, skewed_scaler, tail_sca
     if st['outlier_share'] >= tail_share:
         return tail_scaler, (f"heavy tails: {st['outlier_share']:.1%} of values lie beyond 3 IQR from the quartiles "
                              f"(>= {tail_share:.0%}); ranks tame them, a power curve cannot")
-    if st['outlier_share'] >= outlier_share:
+    if outlier_share is not None and st['outlier_share'] >= outlier_share:
         return 'RobustNormalize', (f"outliers: {st['outlier_share']:.2%} of values lie beyond 3 IQR from the quartiles; the median and "
                                    "IQR ignore them where the mean and std would not")
     if st['bounded']:
@@ -79,9 +79,12 @@ def _rule(st, skew_threshold, tail_share, outlier_share, skewed_scaler, tail_sca
 
 def _check_suggest_args(skew_threshold, tail_share, outlier_share, bounded_kurtosis, skewed_scaler, tail_scaler):
     for name, v in dict(skew_threshold=skew_threshold, tail_share=tail_share, outlier_share=outlier_share).items():
+        if v is None and name == 'outlier_share': continue   # the rule is off
         if not (isinstance(v, (int, float)) and v >= 0): raise ValueError(f"suggest_scalers: {name}={v!r} must be a number >= 0")
-    if not outlier_share <= tail_share: raise ValueError(f"suggest_scalers: outlier_share ({outlier_share}) must not exceed tail_share ({tail_share})")
-    if not isinstance(bounded_kurtosis, (int, float)): raise ValueError(f"suggest_scalers: bounded_kurtosis={bounded_kurtosis!r} must be a number")
+    if outlier_share is not None and not outlier_share <= tail_share:
+        raise ValueError(f"suggest_scalers: outlier_share ({outlier_share}) must not exceed tail_share ({tail_share})")
+    if not (bounded_kurtosis is None or isinstance(bounded_kurtosis, (int, float))):
+        raise ValueError(f"suggest_scalers: bounded_kurtosis={bounded_kurtosis!r} must be a number or None")
     for name, v in dict(skewed_scaler=skewed_scaler, tail_scaler=tail_scaler).items():
         if v not in ('QuantileNormalize', 'PowerNormalize'):
             raise ValueError(f"suggest_scalers: {name} must be 'QuantileNormalize' or 'PowerNormalize', not {v!r}")

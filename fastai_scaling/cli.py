@@ -4,7 +4,7 @@
 from __future__ import annotations
 import argparse, importlib, os, shlex, sys, textwrap, warnings
 from pathlib import Path
-from .registry import DATASETS, scaler_names
+from .registry import DATASETS, TABLE_CHOICES, scaler_names
 from .compare_pool import quiet_fastai_import
 
 # %% auto #0
@@ -81,7 +81,8 @@ def _parser() -> _Parser:
     train = p.add_argument_group('training (the same for every choice)')
     train.add_argument('--procs', metavar='NAMES', type=_choices,
                        help=f"comma-separated scaling choices, any case, from: {', '.join(scaler_names('compare'))} "
-                            f"(default: {', '.join(scaler_names('default'))})")
+                            f"(default: {', '.join(scaler_names('default'))} for the synthetic data; for --csv/--dataset "
+                            f"{', '.join(TABLE_CHOICES)}, the best by the real-data benchmark)")
     train.add_argument('--epochs', type=_positive(int), help='default: 10 for the synthetic data, 30 for --csv/--dataset')
     train.add_argument('--lr', type=_lrs,
                        help='maximum learning rate of fit_one_cycle (default: 10 for the synthetic data, 3e-3 for --csv/--dataset); '
@@ -177,7 +178,8 @@ def _compare(args, cmd, command:str) -> int:
     try:
         data = _data(compare, args)
         train = {**data.training, **{k: v for k, v in given.items() if v is not None}}
-        choices = compare.resolve_scalers(args.procs)
+        choices = compare.resolve_scalers(args.procs or train.pop('procs', None))   # a real table has its own default choices
+        train.pop('procs', None)
         workers = min(args.workers, len(choices) * args.seeds)
         for line in _data_lines(data): print(line, flush=True)
         seeds = f"seed {args.seed}" if args.seeds == 1 else f"{args.seeds} seeds each ({args.seed}..{args.seed + args.seeds - 1})"

@@ -208,14 +208,14 @@ def test_suggest_prints_what_auto_applies_in_compare(tmp_path, capsys):
     rng = np.random.default_rng(3); n = 600
     df = pd.DataFrame({'pct': rng.uniform(0, 100, n), 'temp': rng.normal(15, 8, n), 'price': rng.lognormal(3, 1, n),
                        'visits': rng.poisson(1.5, n).astype(float), 'y': rng.normal(size=n)})
-    df.loc[rng.random(n) < 0.35, ['pct', 'temp']] = np.nan   # a median fill of a third would change their advice
+    df.loc[rng.random(n) < 0.55, ['pct', 'temp']] = np.nan   # a median fill of half would put both quartiles on it: 'heavy tails'
     df.to_csv(tmp_path / 'holes.csv', index=False)
     run('suggest', '--csv', tmp_path / 'holes.csv', '--y', 'y', '--out', tmp_path / 'advice.csv', capsys=capsys)
     printed = pd.read_csv(tmp_path / 'advice.csv', index_col=0)['scaler']
     res = csv_data(tmp_path / 'holes.csv', 'y').compare(procs='auto', epochs=1, progress=False)
     applied = res.runs['auto'].choices['scaler']
     assert printed.to_dict() == applied.to_dict()
-    assert printed['pct'] == 'MinMaxNormalize'   # flat between 0 and 100 where observed; the filled medians would make it peaked
+    assert printed['temp'] == 'StandardNormalize'   # normal where observed; the filled medians would make it heavy-tailed
     from fastai_scaling.cli import main
     assert main(['compare', '--csv', str(tmp_path / 'holes.csv'), '--y', 'y', '--procs', 'auto', '--epochs', '1', '--workers', '1',
                  '--out', str(tmp_path / 'rep')]) == 0

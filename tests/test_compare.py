@@ -11,6 +11,7 @@ import fastai_scaling.compare_data as compare_data
 from fastai_scaling.compare import (SCALERS, DEFAULT_CHOICES, CompareError, ScalerComparison, ScalerRun, BatchNormInputs, compare_scalers,
                                     csv_data, resolve_scalers, seed_data, sklearn_data, table_training)
 from fastai_scaling.compare_protocol import split_rows
+from fastai_scaling.registry import TABLE_CHOICES
 from fastai_scaling.cli import main
 
 warnings.filterwarnings('ignore', message='The given NumPy array is not writable')
@@ -207,7 +208,7 @@ def test_cli_diabetes(tmp_path):
     code, stdout, err = run_main('compare', '--dataset', 'diabetes', '--epochs', 2, '--workers', 1, '--out', tmp_path)
     assert code == 0, err
     assert 'scikit-learn diabetes: 442 rows' in stdout
-    assert list(pd.read_csv(tmp_path/'results.csv', index_col=0).index) == list(DEFAULT_CHOICES)
+    assert list(pd.read_csv(tmp_path/'results.csv', index_col=0).index) == list(TABLE_CHOICES)   # a real table's choices
     raw = pd.read_csv(tmp_path/'raw_weights.csv', index_col=[0, 1])
     assert 'bmi' in raw.columns and 'true' not in raw.index.get_level_values(0)
 
@@ -219,7 +220,8 @@ def test_cli_breast_cancer_classification(tmp_path):
     assert code == 0, err
     assert 'breast_cancer: 300 rows' in stdout
     table = pd.read_csv(tmp_path/'results.csv', index_col=0)
-    assert 'accuracy' in table.columns and table.accuracy.between(0, 1).all()
+    assert 'test_accuracy' in table.columns and table.test_accuracy.between(0, 1).all()
+    assert 'accuracy' not in table.columns   # beside a test set, no validation accuracy to mistake for it
     raw = pd.read_csv(tmp_path/'raw_weights.csv', index_col=[0, 1])
     assert len(raw.loc['none']) == 8 and 'mean_radius' in raw.columns    # one row per unit of the hidden layer
 
@@ -532,8 +534,8 @@ def test_real_tables_get_real_table_settings_and_beat_the_baseline(tmp_path):
     test_rmse = float(np.sqrt(((test.target - train.target.mean())**2).mean()))
     assert table.test_rmse['baseline'] == pytest.approx(test_rmse, rel=1e-6)
     choices = table.drop('baseline')
-    assert list(choices.index) == list(DEFAULT_CHOICES)
-    assert (choices.valid_loss < 0.6 * mean_mse).all(), table                 # measured: 0.48-0.55 of it
+    assert list(choices.index) == list(TABLE_CHOICES)
+    assert (choices.valid_loss < 0.65 * mean_mse).all(), table                # measured: 0.55-0.61 of it (QuantileNormalize 0.61)
     assert (choices.train_loss < 2 * mean_mse).all(), table                   # no divergence (was 1e5 and more)
     assert 'warning:' not in out and 'note:' not in out
     assert '\nbaseline ' in out and 'Adam' in (tmp_path/'report.html').read_text()
@@ -546,7 +548,8 @@ def test_explicit_flags_win_over_the_table_settings(tmp_path):
     assert 'for up to 1 epochs (patience 5), lr 0.01, bs 64, a linear model' in out
     assert 'tabular_learner, linear (layers=[]), no batch norm; Adam (fastai&#x27;s default), fit_one_cycle(1, 0.01), bs 64' in \
         (tmp_path/'report.html').read_text()
-    assert table_training(442) == dict(epochs=30, lr=3e-3, bs=32, layers=[200, 100], test_pct=0.2, patience=5)
+    assert table_training(442) == dict(epochs=30, lr=3e-3, bs=32, layers=[200, 100], test_pct=0.2, patience=5,
+                                       procs=['none', 'Normalize', 'QuantileNormalize', 'PowerNormalize', 'auto'])
     assert sklearn_data('diabetes').training == table_training(442) and seed_data(100).training['lr'] == 10.
 
 
@@ -578,7 +581,7 @@ def test_classification_baseline_is_the_class_frequencies_and_the_majority_class
     b = res.baseline.loc['baseline']
     assert b.valid_loss == pytest.approx(float(-np.log(valid.target.map(freq)).mean()), rel=1e-9)
     assert b.train_loss == pytest.approx(float(-np.log(train.target.map(freq)).mean()), rel=1e-9)
-    assert b.accuracy == pytest.approx(float((valid.target == freq.idxmax()).mean()))
+    assert 'accuracy' not in res.baseline.columns   # beside a test set, the test accuracy only (below)
     assert list(res.baseline.columns) == list(res.table.columns)
     # on the test rows, the main columns: the majority class's accuracy, the frequencies' log loss, and an AUC of one half
     test_acc, test_ll = float((test.target == freq.idxmax()).mean()), float(-np.log(test.target.map(freq)).mean())
