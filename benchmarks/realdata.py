@@ -55,7 +55,7 @@ def run_table(t, procs, seeds:int, workers:int, seed:int=42, kept:dict=None, lr=
     runs = list(old)
     for name, reps in res.replicates.items():
         for r in reps:
-            runs.append(dict(choice=name, seed=r.seed, metric=r.test[main.removeprefix('test_')], best_epoch=r.best_epoch,
+            runs.append(dict(choice=name, seed=r.seed, lr=r.lr, metric=r.test[main.removeprefix('test_')], best_epoch=r.best_epoch,
                              epochs_run=len(r.valid_loss), **{f"test_{k}": v for k, v in r.test.items()}))
     auto = res.runs.get('auto')
     advice = kept['auto'] if auto is None and kept else None if auto is None or auto.choices is None else auto.choices.reset_index().to_dict('records')
