@@ -78,8 +78,8 @@ def _rule(st, skew_threshold, tail_share, outlier_share, skewed_scaler, tail_sca
                                  f"{st['outlier_share']:.2%} beyond 3 IQR: mean and std describe it")
 
 def _check_suggest_args(skew_threshold, tail_share, outlier_share, bounded_kurtosis, skewed_scaler, tail_scaler):
-    for name, v in dict(skew_threshold=skew_threshold, tail_share=tail_share, outlier_share=outlier_share).items():
-        if v is None and name == 'outlier_share': continue   # the rule is off
+    shares = dict(skew_threshold=skew_threshold, tail_share=tail_share) | ({} if outlier_share is None else dict(outlier_share=outlier_share))
+    for name, v in shares.items():   # outlier_share None: the rule is off
         if not (isinstance(v, (int, float)) and v >= 0): raise ValueError(f"suggest_scalers: {name}={v!r} must be a number >= 0")
     if outlier_share is not None and not outlier_share <= tail_share:
         raise ValueError(f"suggest_scalers: outlier_share ({outlier_share}) must not exceed tail_share ({tail_share})")

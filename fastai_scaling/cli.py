@@ -178,8 +178,8 @@ def _compare(args, cmd, command:str) -> int:
     try:
         data = _data(compare, args)
         train = {**data.training, **{k: v for k, v in given.items() if v is not None}}
-        choices = compare.resolve_scalers(args.procs or train.pop('procs', None))   # a real table has its own default choices
-        train.pop('procs', None)
+        table_choices = train.pop('procs', None)   # a real table has its own default choices
+        choices = compare.resolve_scalers(args.procs or table_choices)
         workers = min(args.workers, len(choices) * args.seeds)
         for line in _data_lines(data): print(line, flush=True)
         seeds = f"seed {args.seed}" if args.seeds == 1 else f"{args.seeds} seeds each ({args.seed}..{args.seed + args.seeds - 1})"
