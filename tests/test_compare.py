@@ -548,7 +548,7 @@ def test_explicit_flags_win_over_the_table_settings(tmp_path):
     assert 'for up to 1 epochs (patience 5), lr 0.01, bs 64, a linear model' in out
     assert 'tabular_learner, linear (layers=[]), no batch norm; Adam (fastai&#x27;s default), fit_one_cycle(1, 0.01), bs 64' in \
         (tmp_path/'report.html').read_text()
-    assert table_training(442) == dict(epochs=30, lr=3e-3, bs=32, layers=[200, 100], test_pct=0.2, patience=5,
+    assert table_training(442) == dict(epochs=30, lr=[1e-3, 3e-3, 1e-2], bs=32, layers=[200, 100], test_pct=0.2, patience=5,
                                        procs=['none', 'Normalize', 'QuantileNormalize', 'PowerNormalize', 'auto'])
     assert sklearn_data('diabetes').training == table_training(442) and seed_data(100).training['lr'] == 10.
 
