@@ -4,7 +4,7 @@
 from __future__ import annotations
 import argparse, importlib, os, shlex, sys, textwrap, warnings
 from pathlib import Path
-from .registry import DATASETS, TABLE_CHOICES, scaler_names
+from .registry import DATASETS, TABLE_CHOICES, TARGET_METHODS, scaler_names
 from .compare_pool import quiet_fastai_import
 
 # %% auto #0
@@ -106,6 +106,9 @@ def _parser() -> _Parser:
                                                               'for the synthetic data)')
     train.add_argument('--target', type=_positive(float), help='valid loss to reach, without a test set (default: 1%% of the validation '
                                                               'variance of y)')
+    train.add_argument('--target-scaling', metavar='METHOD', choices=[*TARGET_METHODS, 'none'],
+                       help=f"regression: every choice also scales y for training with TargetNormalize(METHOD), one of "
+                            f"{', '.join(TARGET_METHODS)}; losses, metrics and predictions stay in units of y (default: none)")
     train.add_argument('--workers', type=_positive(int), default=min(2, os.cpu_count() or 1),
                        help='runs trained in parallel processes (default: min(2, CPUs)); on a terminal one progress bar with an ETA '
                             'counts the runs (1: fastai\'s bar per run); in a log, a line per epoch')
@@ -175,11 +178,13 @@ def _lr_text(lr) -> str:
 def _compare(args, cmd, command:str) -> int:
     "`fastai_scaling compare`: train, print the table and the verdicts, write the report"
     compare = _heavy('compare')
-    given = dict(epochs=args.epochs, lr=args.lr, bs=args.bs, layers=args.layers, test_pct=args.test_pct, patience=args.patience)
+    given = dict(epochs=args.epochs, lr=args.lr, bs=args.bs, layers=args.layers, test_pct=args.test_pct, patience=args.patience,
+                 target_scaling=args.target_scaling)
     try:
         data = _data(compare, args)
         train = {**data.training, **{k: v for k, v in given.items() if v is not None}}
         table_choices = train.pop('procs', None)   # a real table has its own default choices
+        if train.get('target_scaling') == 'none': train['target_scaling'] = None
         choices = compare.resolve_scalers(args.procs or table_choices)
         workers = min(args.workers, len(choices) * args.seeds)
         for line in _data_lines(data): print(line, flush=True)
@@ -190,7 +195,8 @@ def _compare(args, cmd, command:str) -> int:
         split = (f"; rows split {1 - v - t:.0%}/{v:.0%}/{t:.0%} (training/validation/test{', stratified' if data.task == 'classification' else ''}"
                  "), the same for every seed" if t else '')
         print(f"training {len(choices)} choices ({', '.join(choices)}) for {epochs}, lr {_lr_text(train['lr'])}, "
-              f"bs {train['bs']}, {model}, {seeds}, {workers} worker process{'es' if workers > 1 else ''}{split}", flush=True)
+              f"bs {train['bs']}, {model}, {seeds}, {workers} worker process{'es' if workers > 1 else ''}{split}"
+              + (f"; y scaled by TargetNormalize({train['target_scaling']!r})" if train.get('target_scaling') else ''), flush=True)
         with warnings.catch_warnings():
             warnings.filterwarnings('ignore', message='The given NumPy array is not writable')
             res = compare.compare_scalers(data.df, data.y_name, data.cont_names, data.cat_names, task=data.task,

@@ -19,7 +19,8 @@ from fastai.metrics import accuracy
 from fastai.tabular.core import TabularPandas, TabDataLoader, Categorify, FillMissing
 from fastai.tabular.model import TabularModel, tabular_config, get_emb_sz
 from fastai.tabular.learner import TabularLearner
-from .registry import BatchNormInputs, DATASETS, scaler_names, load_scaler
+from .registry import BatchNormInputs, DATASETS, TARGET_METHODS, scaler_names, load_scaler
+from .target import TargetNormalize   # also installs `TargetScaling` in every Learner that needs it
 from .monitor import ParameterMonitor
 from .loader import TensorTabDataLoader
 from .compare_data import CompareError, CompareData, check_table, one_line, seed_data, table_training, sklearn_data, csv_data, table_data
@@ -132,19 +133,22 @@ def _base_procs(df, cont_names, cat_names) -> list:
     # FillMissing adds a categorical `<col>_na` column, so it needs Categorify even when the data has no categorical column
     return ([Categorify] if cat_names or fill else []) + ([FillMissing] if fill else [])
 
-def _procs_code(base, proc, bn_cont=False) -> str:
+def _procs_code(base, proc, bn_cont=False, target_scaling=None) -> str:
     "A choice as the code that uses it: the `procs` of `TabularPandas` and the `tabular_learner` config `compare` trained with"
     names = [p.__name__ for p in base]
     if proc is not None and not isinstance(proc, BatchNormInputs):
         r = repr(proc)   # an instance with options shows them when its repr is code; else its class with `(...)`
         names.append(proc.__name__ if isinstance(proc, type) else r if r.startswith(type(proc).__name__ + '(') else f"{type(proc).__name__}(...)")
+    if target_scaling: names.append(f"TargetNormalize({target_scaling!r})")
     return f"procs=[{', '.join(names)}], config=tabular_config(use_bn=False, bn_cont={bn_cont})"
 
 def _train_choice(name, proc, df, y_name, cont_names, cat_names, splits, task, epochs, lr, bs, val_bs, seed, layers,
-                  monitor_every, label, progress, loader='tensor', report=None, test=None, patience=None) -> ScalerRun:
+                  monitor_every, label, progress, loader='tensor', report=None, test=None, patience=None, target_scaling=None) -> ScalerRun:
     cat_names = list(cat_names)
     bn_cont = isinstance(proc, BatchNormInputs)
     procs = _base_procs(df, cont_names, cat_names) + ([] if proc is None or bn_cont else [deepcopy(proc)])
+    # the target scaled for training (`TargetScaling` then decodes predictions and records losses in units of y)
+    if target_scaling: procs.append(TargetNormalize(target_scaling))
     y_block = RegressionBlock() if task == 'regression' else CategoryBlock()
     try:   # a proc refusing the data is the data's problem: one line naming the choice, not a traceback
         to = TabularPandas(df, procs=procs, cat_names=cat_names, cont_names=list(cont_names), y_names=y_name,
@@ -287,6 +291,7 @@ def compare_scalers(df:pd.DataFrame, y_name:str, cont_names:list, cat_names:list
                     loader:str='tensor',     # 'tensor': `TensorTabDataLoader`; 'fastai': fastai's `TabDataLoader` (same batches)
                     test_pct:float=None,     # share of rows held out as a test set (`split_rows`, stratified for classification); None: none
                     patience:int=None,       # stop after this many epochs without a better valid loss, best epoch restored; None: every epoch
+                    target_scaling:str=None, # regression: every choice also scales y with `TargetNormalize(method=target_scaling)`; None: y raw
                    ) -> ScalerComparison:
     "Train the same model `seeds` times per scaling choice, each with `ParameterMonitor`; returns a `ScalerComparison`"
     cont_names, cat_names = list(cont_names), list(cat_names or [])
@@ -294,6 +299,10 @@ def compare_scalers(df:pd.DataFrame, y_name:str, cont_names:list, cat_names:list
     lrs = [float(v) for v in lr] if isinstance(lr, (list, tuple)) else [lr]
     if not lrs: raise CompareError("no learning rate given")
     for v in lrs: _check_training(epochs, v, bs, valid_pct, seeds, loader, test_pct, patience)
+    if target_scaling is not None and target_scaling not in TARGET_METHODS:
+        raise CompareError(f"target_scaling must be None or one of {', '.join(TARGET_METHODS)}, got {target_scaling!r}")
+    if target_scaling is not None and task != 'regression':
+        raise CompareError(f"target_scaling={target_scaling!r} scales a regression target; a {task} target has classes")
     choices = resolve_scalers(procs)
     if task == 'regression': df[y_name] = df[y_name].astype(np.float32)
     *splits, test = compare_splits(df[y_name], task, valid_pct, test_pct, seed)
@@ -316,7 +325,7 @@ def compare_scalers(df:pd.DataFrame, y_name:str, cont_names:list, cat_names:list
     jobs = [dict(name=name, proc=proc, df=df, y_name=y_name, cont_names=cont_names, cat_names=cat_names, splits=splits,
                  task=task, epochs=epochs, lr=v, bs=bs, val_bs=val_bs or max(bs, 1024), seed=s, layers=list(layers or []),
                  monitor_every=monitor_every, label=f"{i}/{n} {name}" + (f" seed {s}" if seeds > 1 else '') + (f" lr {v:g}" if len(lrs) > 1 else ''), progress=bars,
-                 loader=loader, test=test, patience=patience)
+                 loader=loader, test=test, patience=patience, target_scaling=target_scaling)
             for i, (name, proc) in enumerate(choices.items(), 1) for s in run_seeds for v in lrs]
     start = time.perf_counter()
     done = _run_jobs(jobs, workers, report, bars, _overall_bar(jobs) if overall else None)
@@ -330,7 +339,8 @@ def compare_scalers(df:pd.DataFrame, y_name:str, cont_names:list, cat_names:list
                     cont_names=cont_names, cat_names=cat_names, y_name=y_name, loader=loader, notes=notes,
                     bn_cont=[name for name, p in choices.items() if isinstance(p, BatchNormInputs)],
                     baseline=baseline, constant=constant, warnings=warned, n_test=len(test or []), test_pct=test_pct,
-                    patience=patience, code={name: _procs_code(_base_procs(df, cont_names, cat_names), p, isinstance(p, BatchNormInputs))
+                    patience=patience, target_scaling=target_scaling,
+                    code={name: _procs_code(_base_procs(df, cont_names, cat_names), p, isinstance(p, BatchNormInputs), target_scaling)
                                              for name, p in choices.items()})
     return ScalerComparison(runs, target, target_desc, settings, true_weights, time.perf_counter() - start)
 

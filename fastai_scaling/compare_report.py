@@ -183,7 +183,9 @@ def write_report(self:ScalerComparison, out='scaling-report', command:str=None, 
                          "and the best epoch's weights are restored; the test rows, seen by no training or stopping decision, give "
                          "the test_ columns (RMSE in the units of y, R²; or accuracy, log loss, ROC AUC); the weight plots show the "
                          "recorded trajectory up to the last epoch run"),
-             'target': f"{esc(s['y_name'])} ({s['task']}, {'MSE' if s['task'] == 'regression' else 'cross-entropy'} loss)",
+             'target': f"{esc(s['y_name'])} ({s['task']}, {'MSE' if s['task'] == 'regression' else 'cross-entropy'} loss)"
+                       + (esc(f"; scaled for training by TargetNormalize({s['target_scaling']!r}): losses, metrics and weights "
+                              "in units of y") if s.get('target_scaling') else ''),
              'inputs': esc(f"{len(s['cont_names'])} continuous" + (f", {len(s['cat_names'])} categorical" if s['cat_names'] else '')),
              'training': esc(f"tabular_learner, {model}, no batch norm{bn}; Adam (fastai's default), fit_one_cycle({s['epochs']}, "
                              + (f"{s['lr']:g})" if not isinstance(s['lr'], list) else

@@ -6,7 +6,7 @@ from collections import Counter
 from typing import NamedTuple
 from fastai.tabular.core import TabularProc, Tabular
 from fastai.data.core import Datasets
-import numpy as np, pandas as pd, os
+import numpy as np, pandas as pd, os, torch
 from .stats import is_zero_spread, needed_indexes
 from .sources import CHUNK_ROWS, column_values, check_finite
 from .summaries import Needs, Request, SummaryFit, fit_from_data
@@ -23,6 +23,7 @@ class ColumnScaler(TabularProc):
     state_names = ()      # the dicts (column -> value) that hold what `fit_state` returns, in its order
     info_names = ()       # dicts of what `fit_state` returns after the state: how each column was fitted (presets may omit them)
     is_affine = False     # True when encoding is exactly (x - center) / scale
+    scales_target = False # True for a scaler of the regression target (`TargetNormalize`), not of continuous inputs
 
     def __init__(self, cols=None):
         super().__init__()
@@ -43,6 +44,14 @@ class ColumnScaler(TabularProc):
         "Original units of the encoded float64 values `x` of column `name`"
         raise NotImplementedError
 
+    def encode_column_tensor(self, name, t:torch.Tensor) -> torch.Tensor:
+        "`encode_column` on a float tensor, on its own device and dtype, without a host sync: for values a training loop holds (`TargetNormalize`'s targets)"
+        raise NotImplementedError(f"{type(self).__name__} has no tensor encoding")
+
+    def decode_column_tensor(self, name, t:torch.Tensor) -> torch.Tensor:
+        "`decode_column` on a float tensor, on its own device and dtype, without a host sync (`TargetNormalize`'s predictions)"
+        raise NotImplementedError(f"{type(self).__name__} has no tensor decoding")
+
     def local_affine(self, name) -> tuple[float, float]:
         "(a, b) such that encoding column `name` is `a * x + b` (exactly for affine scalers; near the training median for the others)"
         raise NotImplementedError
@@ -61,6 +70,19 @@ class ColumnScaler(TabularProc):
         return values
 
     # ---- the shared machinery
+    def device_state(self, key, device, make):
+        "What `make()` builds from the fitted state (tensors a tensor encoding reads), kept per `key` and `device`: a GPU gets it once, not per batch; refitting drops it and pickling leaves it out"
+        cache = self.__dict__.setdefault('_device_cache', {})
+        k = (key, str(device))
+        if k not in cache: cache[k] = make()
+        return cache[k]
+
+    def __getstate__(self):
+        # tensors on a GPU must not travel in `learn.export()`: a machine without one could not load them
+        state = dict(self.__dict__)
+        state.pop('_device_cache', None)
+        return state
+
     @classmethod
     def from_state(cls, state:dict, **kwargs):
         "A proc with precomputed `state` ({state name: {column: value}}, optionally `info_names` too); `setups` then checks it covers the columns and does not refit"
@@ -82,6 +104,7 @@ class ColumnScaler(TabularProc):
         for attr in self.info_names:   # how each column was fitted, where the caller knows it (`from_data` does)
             setattr(self, attr, {n: state.get(attr, {}).get(n, 'preset') for n in names})
         self.preset = True
+        self.__dict__.pop('_device_cache', None)
         return self
 
     def set_column_fits(self, fits:dict) -> ColumnScaler:
@@ -173,6 +196,7 @@ class ColumnScaler(TabularProc):
             unknown = [n for n in names if n not in getattr(self, self.state_names[0])]
             if unknown: raise ValueError(f"{owner} (a preset) has no statistics for columns {unknown}")
             return
+        self.__dict__.pop('_device_cache', None)
         for attr, values in zip(self.state_names + self.info_names, self.fit(to.items, names)): setattr(self, attr, values)
 
     def encodes(self, to:Tabular):
@@ -302,6 +326,12 @@ class AffineNormalize(ColumnScaler):
         return y
 
     def decode_column(self, name, x): return x * self.scales[name] + self.centers[name]
+
+    def encode_column_tensor(self, name, t):
+        y = (t - self.centers[name]) / self.scales[name]   # as `encode_column`: the tensor's dtype, one subtraction and one division
+        return y if self.clip_range is None else y.clamp(*self.clip_range)
+
+    def decode_column_tensor(self, name, t): return t * self.scales[name] + self.centers[name]
 
     def local_affine(self, name):
         s = self.scales[name]

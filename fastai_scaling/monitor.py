@@ -419,6 +419,7 @@ def _procs(dls):
 def _column_maps(proc, conts, linearize=True) -> dict:
     "{column index: (a, b)} of the per-column map of one proc: exact for affine ones, `local_affine` for the others"
     if isinstance(proc, ColumnScaler):
+        if proc.scales_target: return {}       # it maps the model's outputs, not its inputs (see `raw_weights`)
         fitted = set(proc.fitted_columns())
         curved = [n for n in conts if n in fitted and not proc.is_affine_column(n)]
         if curved and not linearize:
@@ -457,7 +458,7 @@ def input_affine(dls, model, linearize:bool=True) -> tuple[np.ndarray, np.ndarra
 def raw_weights(self:ParameterMonitor, record:int=-1,
                 linearize:bool=True, # through a quantile or power transform, use its local linearisation; False: refuse
                ) -> pd.DataFrame:
-    "Recorded weights and bias of the input layer mapped back to the original units of the continuous columns"
+    "Recorded weights and bias of the input layer mapped back to the original units of the continuous columns (and of y, for a linear model whose target `TargetNormalize` scales affinely: `attrs['output_units']` says what the rows are in)"
     W = self.weights
     if W is None: raise ValueError("ParameterMonitor: nothing recorded yet; fit the learner first")
     tm, first = _input_layer(self.learn.model)
@@ -470,6 +471,23 @@ def raw_weights(self:ParameterMonitor, record:int=-1,
     a, b = input_affine(self.learn.dls, self.learn.model, linearize)
     w_emb, w_cont = w[:, :tm.n_emb], w[:, tm.n_emb:]
     data = np.concatenate([w_emb, w_cont*a, (bias + (w_cont*b).sum(1))[:, None]], axis=1)
+    units, scale, center = _output_map(self.learn.dls, tm, first, w.shape[0])
+    data = data * scale[:, None]   # each row in units of its output: d(y)/d(input), and the bias is y at zero inputs
+    data[:, -1] += center
     out = pd.DataFrame(data, columns=self.feature_names() + ['bias'], index=pd.RangeIndex(w.shape[0], name='out'))
-    out.attrs['linearized'] = linearized_columns(self.learn.dls)
+    out.attrs['linearized'], out.attrs['output_units'] = linearized_columns(self.learn.dls), units
     return out
+
+def _output_map(dls, tm, layer, n_out) -> tuple:
+    "(units, scale, center) of the monitored layer's outputs: 'hidden' before the last layer; the last one's: 'output' (the model's), 'y' (mapped back through an affine `TargetNormalize`) or 'encoded y' (another)"
+    one, zero = np.ones(n_out), np.zeros(n_out)
+    if layer is not [m for m in tm.layers.modules() if isinstance(m, nn.Linear)][-1]: return 'hidden', one, zero
+    proc = next((p for p in _procs(dls) if isinstance(p, ColumnScaler) and p.scales_target), None)
+    if proc is None: return 'output', one, zero   # the model's: y for regression, logits for classification
+    names = proc.fitted_columns()
+    if not all(proc.is_affine_column(n) for n in names): return 'encoded y', one, zero
+    for n in names:   # encoding is a * y + b, so y = (output - b) / a
+        j, (a, b) = proc.y_names.index(n), proc.local_affine(n)
+        one[j], zero[j] = 1 / a, -b / a
+    return 'y', one, zero
+

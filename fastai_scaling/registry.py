@@ -6,8 +6,8 @@ import importlib
 from dataclasses import dataclass
 
 # %% auto #0
-__all__ = ['ROLES', 'KINDS', 'REGISTRY', 'DATASETS', 'TABLE_CHOICES', 'ScalerEntry', 'BatchNormInputs', 'scaler_names',
-           'scaler_entry', 'load_scaler']
+__all__ = ['ROLES', 'KINDS', 'REGISTRY', 'TARGET_METHODS', 'DATASETS', 'TABLE_CHOICES', 'ScalerEntry', 'BatchNormInputs',
+           'scaler_names', 'scaler_entry', 'load_scaler']
 
 # %% ../nbs/06a_registry.ipynb #51aecd19
 ROLES = {
@@ -19,6 +19,7 @@ KINDS = {
     'proc': "a fastai `TabularProc` class, put in the `TabularPandas` procs",
     'model': "a setting of the model, not a proc: a marker class, used as an instance",
     'none': "no scaling at all",
+    'target': "a fastai `TabularProc` class for the regression target, not the inputs",
 }
 
 @dataclass(frozen=True)
@@ -64,7 +65,12 @@ REGISTRY = (
     ScalerEntry('PowerNormalize', 'fastai_scaling.transforms:PowerNormalize', "Yeo-Johnson with a maximum-likelihood lambda, standardized",
                 ('compare', 'menu')),
     ScalerEntry('auto', 'fastai_scaling.auto:AutoNormalize', "each column's scaler chosen from its training data by suggest_scalers", ('compare',)),
+    ScalerEntry('TargetNormalize', 'fastai_scaling.target:TargetNormalize', "the regression target, standardized for training; "
+                "predictions in original units", (), 'target'),
 )
+
+# what `TargetNormalize(method=...)` offers, here so that the command line lists it without importing torch
+TARGET_METHODS = ('standard', 'robust', 'log', 'yeo-johnson', 'quantile')
 
 # the scikit-learn data sets `compare_data.sklearn_data` loads by name: here, so that the command line offers them without importing it
 DATASETS = ('breast_cancer', 'diabetes')

@@ -2,7 +2,7 @@
 
 # %% ../nbs/06_transforms.ipynb #f7fff503
 from __future__ import annotations
-import numpy as np
+import numpy as np, torch
 from scipy import special, stats
 from fastcore.basics import store_attr, patch
 import functools
@@ -343,6 +343,81 @@ def _yeo_johnson_inverse(y, lmbda):
 
 def _box_cox_inverse(y, lmbda):
     with np.errstate(over='ignore'): return np.exp(_power_inverse(y, lmbda))
+
+# %% ../nbs/06_transforms.ipynb #6d3e3b0b
+def _interp_tensor(x, xp, fp):
+    "np.interp(x, xp, fp) on float64 tensors, for increasing `xp`: the same arithmetic, on `x`'s device"
+    j = (torch.searchsorted(xp, x, right=True) - 1).clamp(0, len(xp) - 2)
+    y = (fp[j + 1] - fp[j]) / (xp[j + 1] - xp[j]) * (x - xp[j]) + fp[j]
+    return torch.where(x >= xp[-1], fp[-1], torch.where(x < xp[0], fp[0], y))
+
+def _quantile_terms(q, device) -> dict:
+    "`_QuantileCDF`'s terms of the quantiles `q` (np.interp's, indexed by #(q <= x)) as float64 / int64 tensors on `device`"
+    cdf = _QuantileCDF(q, 0)
+    cdf._terms()
+    t = lambda a: torch.as_tensor(np.ascontiguousarray(a), device=device)
+    return dict(q=t(cdf.q), refs=t(cdf.refs), xp=t(cdf.xp), fp=t(cdf.fp), slope=t(cdf.slope), first=t(cdf.first),
+                xp_down=t(cdf.xp_down), fp_down=t(cdf.fp_down), ties=cdf.ties)
+
+@patch
+def encode_column_tensor(self:QuantileNormalize, name, t):
+    q, normal = self.quantiles[name], self.output_distribution == 'normal'
+    x = t.to(torch.float64)
+    if len(q) == 1:   # constant in training: as `encode_column`
+        band = _CONSTANT_BAND * abs(q[0])
+        y = torch.where(x < q[0] - band, 0., torch.where(x > q[0] + band, 1., .5)).to(torch.float64)
+    else:
+        T = self.device_state('terms', t.device, lambda: _quantile_terms(q, t.device))
+        k = torch.searchsorted(T['q'], x, right=True)   # #(q <= x): the table of `_QuantileCDF`, by binary search
+        xp = T['xp'][k]
+        y = T['slope'][k] * (x - xp) + T['fp'][k]
+        if T['ties']:
+            m = torch.where(xp == x, T['first'][k], k)
+            y = .5 * (y + T['fp_down'][m] - T['slope'][m] * (T['xp_down'][m] - x))
+        y = torch.where(x > q[-1], 1., torch.where(x < q[0], 0., y))
+    if normal: y = torch.special.ndtri(y).clamp(-_NORMAL_END, _NORMAL_END)
+    return torch.where(torch.isnan(x), torch.nan, y).to(t.dtype)
+
+@patch
+def decode_column_tensor(self:QuantileNormalize, name, t):
+    q, normal = self.quantiles[name], self.output_distribution == 'normal'
+    x = t.to(torch.float64)
+    if len(q) == 1: return torch.where(torch.isnan(x), torch.nan, q[0]).to(t.dtype)
+    T = self.device_state('terms', t.device, lambda: _quantile_terms(q, t.device))
+    y = _interp_tensor(torch.special.ndtr(x) if normal else x.clamp(0., 1.), T['refs'], T['q'])
+    lo, hi = (-_NORMAL_END_STORED, _NORMAL_END_STORED) if normal else (0., 1.)
+    return torch.where(x >= hi, q[-1], torch.where(x <= lo, q[0], y)).to(t.dtype)   # NaN compares false: it stays NaN
+
+def _yeo_johnson_tensor(x, lmbda):
+    "`_yeo_johnson` on a float64 tensor (NaN stays NaN)"
+    pos = x >= 0
+    lp, ln = torch.log1p(torch.where(pos, x, 0.)), torch.log1p(torch.where(pos, 0., -x))
+    up = lp if abs(lmbda) < np.spacing(1.) else torch.expm1(lmbda * lp) / lmbda
+    down = -ln if abs(lmbda - 2) < np.spacing(1.) else -torch.expm1((2 - lmbda) * ln) / (2 - lmbda)
+    return torch.where(pos, up, torch.where(torch.isnan(x), torch.nan, down))
+
+def _power_inverse_tensor(u, lmbda):
+    return u if abs(lmbda) < np.spacing(1.) else torch.log1p(torch.clamp(lmbda * u, min=_EDGE)) / lmbda
+
+@patch
+def encode_column_tensor(self:PowerNormalize, name, t):
+    lmbda, mean, std = self.lambdas[name], self.means[name], self.stds[name]
+    x = t.to(torch.float64)
+    if self.method == 'box-cox':   # values <= 0 give NaN here: a check would cost a host sync per batch
+        y = torch.log(x) if abs(lmbda) < np.spacing(1.) else torch.expm1(lmbda * torch.log(x)) / lmbda
+    else: y = _yeo_johnson_tensor(x, lmbda)
+    return ((y - mean) / std if self.standardize else y).to(t.dtype)
+
+@patch
+def decode_column_tensor(self:PowerNormalize, name, t):
+    x = t.to(torch.float64)
+    if self.standardize: x = x * self.stds[name] + self.means[name]
+    lmbda = self.lambdas[name]
+    if self.method == 'box-cox': return torch.exp(_power_inverse_tensor(x, lmbda)).to(t.dtype)
+    pos = x >= 0
+    up = torch.expm1(_power_inverse_tensor(torch.where(pos, x, 0.), lmbda))
+    down = -torch.expm1(_power_inverse_tensor(torch.where(pos, 0., -x), 2 - lmbda))
+    return torch.where(pos, up, torch.where(torch.isnan(x), torch.nan, down)).to(t.dtype)
 
 # %% ../nbs/06_transforms.ipynb #15a1f1fb
 class _QuantileFit(SummaryFit):

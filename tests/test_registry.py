@@ -30,10 +30,12 @@ def test_every_entry_loads_to_what_its_kind_says():
         if e.kind == 'none':
             assert obj is None and e.where is None
             continue
-        cls = obj if e.kind == 'proc' else type(obj)
+        cls = obj if e.kind in ('proc', 'target') else type(obj)
         assert e.where.split(':')[1] == cls.__name__, e
-        assert issubclass(cls, Transform) == (e.kind == 'proc'), e
+        assert issubclass(cls, Transform) == (e.kind in ('proc', 'target')), e
     assert isinstance(load_scaler('batchnorm'), BatchNormInputs)
+    # a scaler of the target is no input choice: compare, the advisor and the input suites leave it out
+    assert [e.name for e in REGISTRY if e.kind == 'target'] == ['TargetNormalize'] and 'TargetNormalize' not in scaler_names('compare')
 
 
 def test_the_advisors_menu_is_the_registrys():
