@@ -9,7 +9,8 @@ import numpy as np, pandas as pd
 from .stats import scale_import
 
 # %% auto #0
-__all__ = ['CHUNK_ROWS', 'working_dtype', 'column_values', 'check_finite', 'is_number_dtype', 'ChunkSource', 'chunk_columns']
+__all__ = ['CHUNK_ROWS', 'working_dtype', 'column_values', 'check_finite', 'is_number_dtype', 'ChunkSource', 'chunk_columns',
+           'mapped_source']
 
 # %% ../nbs/00b_sources.ipynb #e6e89aa7
 def working_dtype(dtype) -> np.dtype:
@@ -203,3 +204,9 @@ def chunk_columns(chunk, names:list, owner:str, label:str) -> list:
     if missing: raise KeyError(f"{owner}: {label}: column(s) {missing} are missing")
     try: return [check_finite(column_values(chunk[n], n), n, f"{owner}: {label}: ") for n in names]
     except TypeError as e: raise TypeError(f"{owner}: {label}: {e}") from None
+
+def mapped_source(source, names:list, f, batch_size:int=CHUNK_ROWS, owner:str='from_data'):
+    "The columns `names` of `source` with `f` (DataFrame -> DataFrame) applied chunk by chunk: a Dask DataFrame stays one (`map_partitions`), anything else becomes a function returning fresh chunks, read again at each call"
+    src = ChunkSource(source, names, batch_size, owner)
+    if src.kind == 'dask': return source[src.names].map_partitions(f)
+    return lambda: (f(chunk[src.names]) for _, _, chunk in src.chunks())

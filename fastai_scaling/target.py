@@ -9,7 +9,7 @@ from fastai.learner import defaults
 from fastai.data.transforms import Categorize, MultiCategorize, EncodedMultiCategorize
 from fastai.tabular.core import Tabular
 from .core import ColumnScaler, check_columns
-from .sources import column_values, check_finite
+from .sources import CHUNK_ROWS, ChunkSource, column_values, check_finite, chunk_columns, mapped_source
 from .procs import StandardNormalize, RobustNormalize
 from .transforms import PowerNormalize, QuantileNormalize
 from .registry import TARGET_METHODS
@@ -94,6 +94,11 @@ def setup_columns(self:TargetNormalize, to:Tabular, names:list):
     if not len(to.items): raise ValueError(f"{owner}: the training split is empty, nothing to fit")
     ys = {n: _check_targets(to.items[n], n, owner, 'in the training split') for n in names}
     self.__dict__.pop('_device_cache', None)
+    if self.preset:   # fitted by `from_data`: the maps are kept, only the targets' places are learnt here
+        unknown = [n for n in names if n not in self.ranges]
+        if unknown: raise ValueError(f"{owner} (a preset) has no statistics for target(s) {unknown}")
+        self.y_names = list(to.y_names)
+        return
     self.y_names, self.ranges = list(to.y_names), {n: (float(y.min()), float(y.max())) for n, y in ys.items()}
     if self.method == 'log':
         for n, y in ys.items():
@@ -106,6 +111,38 @@ def setup_columns(self:TargetNormalize, to:Tabular, names:list):
         step.set_state(dict(zip(step.state_names + step.info_names, fits)))
         df = pd.DataFrame({n: step.encode_column(n, df[n].to_numpy()) for n in names})
     for n in names: self._check_decodable(n)
+
+@patch(cls_method=True)
+def from_data(cls:TargetNormalize, source,
+              cont_names:list=None,          # the target column(s); None: the proc's `cols`
+              exact:bool=True, k:int=None, batch_size:int=CHUNK_ROWS, fit_sample:int=100_000,   # as `ColumnScaler.from_data`
+              **kwargs):                     # the proc's own options: method, clamp, cols
+    "A preset `TargetNormalize` fitted on every row of `source` (a DataFrame, chunks, parquet, Dask): each step by its own `from_data`, on what the step before it encoded"
+    proc, owner = cls(**kwargs), 'TargetNormalize.from_data'
+    names = list(proc.cols if proc.cols is not None else cont_names or [])
+    if not names: raise ValueError(f"{owner}: name the target column(s), with cols=[...] or cont_names")
+    def extremes(chunk, label, i):   # one pass: the training range, and the refusals `setups` makes, naming chunk and column
+        out = {}
+        for n, x in zip(names, chunk_columns(chunk, names, owner, label)):
+            if np.isnan(x).any(): raise ValueError(f"{owner}: {label}: target column {n!r} has {int(np.isnan(x).sum())} missing value(s)")
+            out[n] = (float(x.min()), float(x.max())) if len(x) else (np.inf, -np.inf)
+        return out
+    merge = lambda a, b: {n: (min(a[n][0], b[n][0]), max(a[n][1], b[n][1])) for n in names}
+    proc.ranges = ChunkSource(source, names, batch_size, owner).map_reduce(extremes, merge)
+    if proc.ranges is None or any(lo > hi for lo, hi in proc.ranges.values()): raise ValueError(f"{owner}: the source has no rows")
+    if proc.method == 'log':
+        low = [n for n, (lo, _) in proc.ranges.items() if lo <= -1]
+        if low: raise ValueError(f"{owner}(method='log'): target column(s) {low} have values <= -1, where log1p is undefined; use method='yeo-johnson'")
+        source = mapped_source(source, names, np.log1p, batch_size, owner)
+    proc.steps = []
+    for step in _target_steps(proc.method):
+        fitted = type(step).from_data(source, cont_names=names, exact=exact, k=k, batch_size=batch_size, fit_sample=fit_sample)
+        proc.steps.append(fitted)
+        encode = lambda df, s=fitted: pd.DataFrame({n: s.encode_column(n, column_values(df[n], n)) for n in names}, index=df.index)
+        source = mapped_source(source, names, encode, batch_size, owner)
+    proc.preset, proc.y_names = True, names   # until `setups` reads the data's target order
+    for n in names: proc._check_decodable(n)
+    return proc
 
 # %% ../nbs/06b_target.ipynb #t000000b
 @patch

@@ -345,3 +345,39 @@ def test_cli_target_scaling():
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err), pytest.raises(SystemExit):
         main(['compare', '--dataset', 'diabetes', '--target-scaling', 'minmax'])
     assert "invalid choice: 'minmax'" in err.getvalue()
+
+
+# ---- from_data ------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('method', METHODS)
+def test_from_data_equals_the_in_memory_fit(method, tmp_path):
+    df = table(n=3000, skew=True).astype({'y': np.float32})
+    memory = TabularPandas(df, procs=[TargetNormalize(method)], cont_names=['a'], y_names='y', reduce_memory=False).procs.target_normalize
+    t = torch.tensor(df[['y']].values, dtype=torch.float64)
+    df[['y', 'a']].to_parquet(tmp_path / 'data.parquet', row_group_size=500)
+    import dask.dataframe as dd
+    for source in ([df.iloc[i:i + 700] for i in range(0, len(df), 700)], str(tmp_path / 'data.parquet'), dd.from_pandas(df, npartitions=4)):
+        preset = TargetNormalize.from_data(source, cols=['y'], method=method, batch_size=256)
+        np.testing.assert_allclose(preset.encode_tensor(t).numpy(), memory.encode_tensor(t).numpy(), rtol=1e-5, atol=1e-5)
+        assert preset.ranges == memory.ranges
+    sketched = TargetNormalize.from_data(df, cols=['y'], method=method, exact=False)
+    codes = memory.encode_tensor(t).numpy()   # a KLL sketch's quantiles: within about 1% of rank
+    assert np.abs(sketched.encode_tensor(t).numpy() - codes).max() < 0.02 * (codes.max() - codes.min())
+    # a preset joins the procs: no refit, the maps kept
+    to = TabularPandas(df, procs=[preset], cont_names=['a'], y_names='y')
+    assert to.procs.target_normalize is preset or to.procs.target_normalize.preset
+
+
+def test_from_data_refuses_what_setups_refuses():
+    df = table()
+    with pytest.raises(ValueError, match="name the target column"): TargetNormalize.from_data(df)
+    with pytest.raises(ValueError, match=r"rows 0:400: target column 'y' has 1 missing value"):
+        TargetNormalize.from_data(df.assign(y=df.y.where(df.index != 5)), cols=['y'])
+    with pytest.raises(ValueError, match="'y'"): TargetNormalize.from_data(df.assign(y=df.y.where(df.index != 5, np.inf)), cols=['y'])
+    with pytest.raises(ValueError, match="can be read only once"):   # quantile, then standard: two reads
+        TargetNormalize.from_data((c for c in [df.iloc[:200], df.iloc[200:]]), cols=['y'], method='quantile')
+    with pytest.raises(ValueError, match=r"\['y'\] are not targets of the data \(y_names: \['y2'\]\)"):
+        TabularPandas(df.assign(y2=df.y), procs=[TargetNormalize.from_data(df, cols=['y'])], cont_names=['a'], y_names='y2')
+    preset = TargetNormalize.from_data(df, cont_names=['y'])    # no cols: it scales every target of the data it joins
+    with pytest.raises(ValueError, match=r"a preset\) has no statistics for target\(s\) \['y2'\]"):
+        TabularPandas(df.assign(y2=df.y), procs=[preset], cont_names=['a'], y_names=['y', 'y2'], y_block=RegressionBlock(n_out=2))
