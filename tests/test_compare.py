@@ -526,7 +526,7 @@ def test_real_tables_get_real_table_settings_and_beat_the_baseline(tmp_path):
     "diabetes with the command's defaults: an MLP that trains (no divergence), every choice below predicting the mean"
     code, out, err = run_main('compare', '--dataset', 'diabetes', '--out', tmp_path)
     assert code == 0, err
-    assert 'for up to 30 epochs (patience 5), lr 0.003, bs 32, layers 200,100' in out
+    assert 'for up to 30 epochs (patience 5), lr chosen on validation from 0.001,0.003,0.01, bs 32, layers 200,100' in out
     table = pd.read_csv(tmp_path/'summary.csv', index_col=0)
     train, valid, test = split_of(sklearn_data('diabetes').df)
     mean_mse = float(((valid.target - train.target.mean())**2).mean())          # the baseline, computed here
@@ -557,7 +557,8 @@ def test_a_warning_when_no_choice_beats_the_baseline(tmp_path):
     "A target that the inputs do not predict: every choice over-fits the noise and ends above the training mean's loss"
     rng = np.random.default_rng(3); n = 300
     pd.DataFrame({'a': rng.normal(size=n), 'b': rng.uniform(0, 100, n), 'y': rng.normal(50, 10, n)}).to_csv(tmp_path/'noise.csv', index=False)
-    code, out, err = run_main('compare', '--csv', tmp_path/'noise.csv', '--y', 'y', '--workers', 1, '--out', tmp_path/'r')
+    # one learning rate: the default grid gives unscaled inputs a rate at which one seed happens to land below the mean
+    code, out, err = run_main('compare', '--csv', tmp_path/'noise.csv', '--y', 'y', '--lr', '3e-3', '--workers', 1, '--out', tmp_path/'r')
     assert code == 0, err
     df = pd.read_csv(tmp_path/'noise.csv')
     train, valid, test = split_of(df, 'y')
@@ -575,7 +576,7 @@ def test_a_warning_when_no_choice_beats_the_baseline(tmp_path):
 
 def test_classification_baseline_is_the_class_frequencies_and_the_majority_class():
     data = sklearn_data('breast_cancer', rows=300)
-    res = data.compare(procs='none,Normalize', epochs=2, progress=False)
+    res = data.compare(procs='none,Normalize', epochs=2, lr=3e-3, progress=False)   # one rate: no `lr` column in the table
     train, valid, test = split_of(data.df, task='classification')
     freq = train.target.value_counts(normalize=True)
     b = res.baseline.loc['baseline']
@@ -705,10 +706,11 @@ def test_messy_csv_end_to_end_in_worker_processes(messy_csv, tmp_path):
                       "consider dropping them"]                                           # two runs of auto, one line
     assert 'date column left out of the inputs: sold' in p.stdout
     table = pd.read_csv(tmp_path/'summary.csv', index_col=0)
-    # with early stopping, unscaled inputs stop while still far off (valid loss 1,399, 9x the baseline's): the note says so
+    # every choice below the baseline: the learning-rate grid lets unscaled inputs train too (at 3e-3 alone they stopped at
+    # 9x the baseline's valid loss, and a note said so; with the grid, test RMSE 9.5 against the baseline's 11.2)
     assert (table.valid_loss[['Normalize', 'auto']] < 0.3 * table.valid_loss['baseline']).all(), table   # measured: 0.21
     assert (table.test_rmse[['Normalize', 'auto']] < 0.6 * table.test_rmse['baseline']).all(), table     # measured: 0.5
-    assert table.test_rmse['none'] > table.test_rmse['baseline'] and 'note: none ended at or above the baseline' in p.stdout
+    assert table.test_rmse['none'] < table.test_rmse['baseline'] and 'ended at or above the baseline' not in p.stdout
     raw = pd.read_csv(tmp_path/'raw_weights.csv', index_col=[0, 1])
     assert [c for c in raw.columns if c.startswith(('city', 'rooms'))] == ['city (emb)', 'rooms (emb)']   # one entry per column
     assert 'const' in raw.columns                                                         # the CSV keeps every column
