@@ -205,6 +205,9 @@ class QuantileNormalize(MonotoneTransform):
             # would send tied ends to +-5.2, differently in float32 (4 + 1e-7 == 4) and float64, and swallow columns
             # in small units. The comparisons are exact: float32 values meet the float64 quantiles in float64.
             with np.errstate(invalid='ignore'): low, high = x < q[0], x > q[-1]
+            # the average of the two interpolations can round a hair below 0 or above 1 beside tied quantiles (a value
+            # a subnormal above a tied 0): a probability it is not, and the normal's inverse would make it NaN
+            np.clip(y, 0., 1., out=y)
             y[high] = 1.
             y[low] = 0.
             if not normal: return y
@@ -374,7 +377,7 @@ def encode_column_tensor(self:QuantileNormalize, name, t):
         if T['ties']:
             m = torch.where(xp == x, T['first'][k], k)
             y = .5 * (y + T['fp_down'][m] - T['slope'][m] * (T['xp_down'][m] - x))
-        y = torch.where(x > q[-1], 1., torch.where(x < q[0], 0., y))
+        y = torch.where(x > q[-1], 1., torch.where(x < q[0], 0., y.clamp(0., 1.)))   # as `encode_column`: a probability
     if normal: y = torch.special.ndtri(y).clamp(-_NORMAL_END, _NORMAL_END)
     return torch.where(torch.isnan(x), torch.nan, y).to(t.dtype)
 
