@@ -721,6 +721,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
             'fastai_scaling.target': { 'fastai_scaling.target.TargetNormalize': ('target.html#targetnormalize', 'fastai_scaling/target.py'),
                                        'fastai_scaling.target.TargetNormalize.__init__': ( 'target.html#targetnormalize.__init__',
                                                                                            'fastai_scaling/target.py'),
+                                       'fastai_scaling.target.TargetNormalize._affine': ( 'target.html#targetnormalize._affine',
+                                                                                          'fastai_scaling/target.py'),
                                        'fastai_scaling.target.TargetNormalize._check_decodable': ( 'target.html#targetnormalize._check_decodable',
                                                                                                    'fastai_scaling/target.py'),
                                        'fastai_scaling.target.TargetNormalize._decode_column': ( 'target.html#targetnormalize._decode_column',

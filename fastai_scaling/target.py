@@ -106,10 +106,10 @@ def setup_columns(self:TargetNormalize, to:Tabular, names:list):
                                                  f"{y[y <= -1][0]:g}, where log1p is undefined; use method='yeo-johnson'")
             ys[n] = np.log1p(y)
     df, self.steps = pd.DataFrame(ys), _target_steps(self.method)
-    for step in self.steps:   # each step fits on what the previous one encoded, with its own fitting code
+    for i, step in enumerate(self.steps):   # each step fits on what the previous one encoded, with its own fitting code
         fits = step.fit(df, names)
         step.set_state(dict(zip(step.state_names + step.info_names, fits)))
-        df = pd.DataFrame({n: step.encode_column(n, df[n].to_numpy()) for n in names})
+        if i + 1 < len(self.steps): df = pd.DataFrame({n: step.encode_column(n, df[n].to_numpy()) for n in names})
     for n in names: self._check_decodable(n)
 
 @patch(cls_method=True)
@@ -148,6 +148,9 @@ def from_data(cls:TargetNormalize, source,
 @patch
 def encode_tensor(self:TargetNormalize, t:torch.Tensor) -> torch.Tensor:
     "Targets `t` (a batch's: one column per `y_names`) as training sees them, on `t`'s device and in its dtype"
+    if self.method in ('standard', 'robust'):   # affine: one multiply-add per batch, in the batch's dtype
+        scale, shift = self._affine(t)
+        return t * scale + shift
     out = t.to(torch.float64).clone()
     for j, n in self._positions(): out[..., j] = self._encode_column(n, out[..., j])
     return out.to(t.dtype)
@@ -155,6 +158,9 @@ def encode_tensor(self:TargetNormalize, t:torch.Tensor) -> torch.Tensor:
 @patch
 def decode_tensor(self:TargetNormalize, t:torch.Tensor) -> torch.Tensor:
     "Predictions `t` of the encoded targets back in original units (clamped to the training range with `clamp=True`)"
+    if self.method in ('standard', 'robust') and not self.clamp:
+        scale, shift = self._affine(t)
+        return (t - shift) / scale
     out = t.to(torch.float64).clone()
     for j, n in self._positions(): out[..., j] = self._decode_column(n, out[..., j])
     return out.to(t.dtype)
@@ -187,6 +193,16 @@ def _check_decodable(self:TargetNormalize, n):
         raise ValueError(f"TargetNormalize(method={self.method!r}): the map fitted on target column {n!r} is too steep to decode "
                          f"predictions: its training extremes {lo:g} and {hi:g} come back as {back[0]:g} and {back[1]:g} from "
                          "float32 codes; use method='standard' or 'robust'")
+
+@patch
+def _affine(self:TargetNormalize, t) -> tuple:
+    "(a, b) per column of `y_names` on `t`'s device and in its dtype, such that encoding is `a * y + b` (1, 0 for targets not scaled)"
+    positions = self._positions()
+    def make():
+        a, b = np.ones(len(self.y_names)), np.zeros(len(self.y_names))
+        for j, n in positions: a[j], b[j] = self.steps[0].local_affine(n)
+        return torch.as_tensor(a, dtype=t.dtype, device=t.device), torch.as_tensor(b, dtype=t.dtype, device=t.device)
+    return self.device_state(('affine', t.dtype), t.device, make)
 
 # %% ../nbs/06b_target.ipynb #t0000011
 def target_proc(dls) -> TargetNormalize|None:

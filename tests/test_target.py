@@ -361,8 +361,8 @@ def test_from_data_equals_the_in_memory_fit(method, tmp_path):
         np.testing.assert_allclose(preset.encode_tensor(t).numpy(), memory.encode_tensor(t).numpy(), rtol=1e-5, atol=1e-5)
         assert preset.ranges == memory.ranges
     sketched = TargetNormalize.from_data(df, cols=['y'], method=method, exact=False)
-    codes = memory.encode_tensor(t).numpy()   # a KLL sketch's quantiles: within about 1% of rank
-    assert np.abs(sketched.encode_tensor(t).numpy() - codes).max() < 0.02 * (codes.max() - codes.min())
+    codes = memory.encode_tensor(t).numpy()   # a KLL sketch's quantiles: within about 1% of rank (more at a normal's tails)
+    assert np.abs(sketched.encode_tensor(t).numpy() - codes).max() < (0.05 if method == 'quantile' else 0.02) * (codes.max() - codes.min())
     # a preset joins the procs: no refit, the maps kept
     to = TabularPandas(df, procs=[preset], cont_names=['a'], y_names='y')
     assert to.procs.target_normalize is preset or to.procs.target_normalize.preset
