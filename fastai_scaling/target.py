@@ -179,9 +179,9 @@ def _decode_column(self:TargetNormalize, n, x):
 
 @patch
 def _positions(self:TargetNormalize) -> list:
-    "(position in `y_names`, name) of each fitted target"
+    "(position in `y_names`, name) of each fitted target: found once per fit, not per batch"
     if self.ranges is None: raise ValueError("TargetNormalize is not set up: put it in the procs of a TabularPandas")
-    return [(self.y_names.index(n), n) for n in self.ranges]
+    return self.device_state('positions', None, lambda: [(self.y_names.index(n), n) for n in self.ranges])
 
 @patch
 def _check_decodable(self:TargetNormalize, n):
@@ -197,8 +197,8 @@ def _check_decodable(self:TargetNormalize, n):
 @patch
 def _affine(self:TargetNormalize, t) -> tuple:
     "(a, b) per column of `y_names` on `t`'s device and in its dtype, such that encoding is `a * y + b` (1, 0 for targets not scaled)"
-    positions = self._positions()
-    def make():
+    def make():   # on the first batch of a device and dtype only
+        positions = self._positions()
         a, b = np.ones(len(self.y_names)), np.zeros(len(self.y_names))
         for j, n in positions: a[j], b[j] = self.steps[0].local_affine(n)
         return torch.as_tensor(a, dtype=t.dtype, device=t.device), torch.as_tensor(b, dtype=t.dtype, device=t.device)
