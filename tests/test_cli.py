@@ -97,7 +97,11 @@ def test_the_help_states_the_defaults_compare_uses():
     "The numbers in `compare --help` are the ones `seed_data` and `table_training` give"
     from fastai_scaling.compare import seed_data, table_training
     rc, out, err, heavy = fresh('compare', '--help', columns=1000)
-    help_of = {l.split()[0]: ' '.join(l.split()) for l in out.splitlines() if l.strip().startswith('--')}
+    help_of, option = {}, None
+    for l in out.splitlines():   # an option's help, with the lines argparse wraps it onto
+        if l.strip().startswith('-'): option = l.split()[0] if l.strip().startswith('--') else None
+        if option and l.strip(): help_of[option] = ' '.join(help_of.get(option, '').split() + l.split())
+        if not l.strip(): option = None
     seed, small, mid, big = seed_data(10).training, table_training(10), table_training(2_000), table_training(100_000)
     assert f"default: {seed['epochs']} for the synthetic data, {small['epochs']} for --csv/--dataset" in help_of['--epochs']
     lrs = re.search(r"default: (\S+) for the synthetic data, (\S+) for --csv/--dataset", help_of['--lr']).groups()
@@ -109,6 +113,8 @@ def test_the_help_states_the_defaults_compare_uses():
     epochs, *lr = re.search(r"Adam, fit_one_cycle for up to (\d+) epochs at the best of (\S+), (\S+) and (\S+) on validation",
                             ' '.join(out.split())).groups()
     assert (int(epochs), [float(v) for v in lr]) == (small['epochs'], small['lr'])
+    assert (f"default: {small['target_scaling']} for a regression --csv/--dataset, measured better on real tables; none for the "
+            "synthetic data") in help_of['--target-scaling'] and 'target_scaling' not in seed
 
 
 # ---- `fastai_scaling suggest` ------------------------------------------------------------------------------
