@@ -4,11 +4,13 @@
    fits (`StandardNormalize`, `RobustNormalize`, `PowerNormalize`, `QuantileNormalize`) set up on one input column of
    the same values: best of 5, each on a fresh copy of a `TabularPandas` built without procs (shared/NOTES.md). The goal:
    no more than the input scaler (a ratio <= 1.0x, within noise).
-2. Training: seconds per epoch of fastai's MLP (200, 100) on 20,000 rows x 10 columns, bs 64, with and without
-   `TargetNormalize('standard')` (and 'quantile', the costliest map), the same data and seed, alternated A/B over 9
-   epochs each, the median of the per-pair ratios taken (an epoch's time swings by 30% here). The goal: <= 1.02x.
+2. Training: seconds per epoch (training and validation) of fastai's MLP (200, 100) on 20,000 rows x 10 columns, with
+   and without `TargetNormalize('standard')` (and 'quantile', the costliest map), the same data and seed, alternated
+   A/B over 9 epochs each, the median of the per-pair ratios taken (an epoch's time swings by 30% here); at bs 64 with
+   fastai's `TabDataLoader` and with this package's `TensorTabDataLoader` (compare's loader, whose cheaper batches make
+   any per-batch cost a larger share), and at bs 256. The goal: <= 1.02x.
 
-    python benchmarks/target_speed.py          # about 2 minutes on 2 cores
+    python benchmarks/target_speed.py          # about 4 minutes on 2 cores
 """
 import copy, statistics, sys, time, warnings
 from pathlib import Path
@@ -39,9 +41,10 @@ def fit_times(n=1_000_000, repeats=5) -> dict:
     return {m: (best(lambda: TargetNormalize(m)), best(lambda: scaler(cols=['x'])), scaler.__name__) for m, scaler in pairs.items()}
 
 
-def epoch_times(method, n=20_000, epochs=9) -> tuple:
+def epoch_times(method, n=20_000, epochs=9, bs=64, loader='fastai') -> tuple:
     from fastai.tabular.all import TabularPandas, tabular_learner, set_seed, Normalize
     from fastai_scaling.target import TargetNormalize
+    from fastai_scaling.loader import tensor_dataloaders
     rng = np.random.default_rng(1)
     df = pd.DataFrame(rng.normal(size=(n, 10)), columns=[f"x{i}" for i in range(10)])
     df['y'] = 300 + 50 * df.x0 + 20 * df.x1 ** 2 + rng.normal(0, 5, n)
@@ -50,7 +53,7 @@ def epoch_times(method, n=20_000, epochs=9) -> tuple:
         to = TabularPandas(df, procs=[Normalize] + ([TargetNormalize(method)] if target else []), cont_names=list(df.columns[:-1]),
                            y_names='y', splits=splits)
         set_seed(0)
-        return tabular_learner(to.dataloaders(bs=64), layers=[200, 100])
+        return tabular_learner(to.dataloaders(bs=bs) if loader == 'fastai' else tensor_dataloaders(to, bs=bs), layers=[200, 100])
     a, b = learner(False), learner(True)
     ta, tb = [], []
     for _ in range(epochs):   # alternated, so that the machine's state changes both alike
@@ -66,10 +69,12 @@ def main():
     print("1. fitting on 1,000,000 rows (best of 5): TargetNormalize against the same scaler on one input column")
     for m, (t, s, name) in fit_times().items():
         print(f"   {m:12s} {t:.3f} s against {name} {s:.3f} s: {t / s:.2f}x")
-    print("2. training, seconds per epoch (median of 9, alternated), MLP 200-100, 20,000 rows, bs 64")
-    for m in ('standard', 'quantile'):
-        a, b, ratio = epoch_times(m)
-        print(f"   TargetNormalize({m!r}): {b:.3f} s against {a:.3f} s without; median ratio of the alternated pairs {ratio:.3f}x")
+    print("2. training, seconds per epoch (median of 9, alternated), MLP 200-100, 20,000 rows")
+    for m, bs, loader in (('standard', 64, 'fastai'), ('standard', 64, 'tensor'), ('standard', 256, 'fastai'),
+                          ('quantile', 64, 'fastai'), ('quantile', 64, 'tensor')):
+        a, b, ratio = epoch_times(m, bs=bs, loader=loader)
+        print(f"   TargetNormalize({m!r}), bs {bs}, {loader} loader: {b:.3f} s against {a:.3f} s without; "
+              f"median ratio of the alternated pairs {ratio:.3f}x", flush=True)
 
 
 if __name__ == '__main__': main()

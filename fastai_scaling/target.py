@@ -3,6 +3,7 @@
 # %% ../nbs/06b_target.ipynb #t0000002
 from __future__ import annotations
 import numpy as np, pandas as pd, torch
+from torch import nn
 from fastcore.basics import store_attr, patch
 from fastai.callback.core import Callback
 from fastai.learner import defaults
@@ -204,6 +205,13 @@ def _affine(self:TargetNormalize, t) -> tuple:
         return torch.as_tensor(a, dtype=t.dtype, device=t.device), torch.as_tensor(b, dtype=t.dtype, device=t.device)
     return self.device_state(('affine', t.dtype), t.device, make)
 
+@patch
+def _loss_factor(self:TargetNormalize, power) -> float|None:
+    "The factor turning a loss of `power` (2: squared error, 1: absolute) on the encoded target into the same loss in units of y: exact for one target scaled by `a * y + b` (1 / |a|**power); None otherwise"
+    if power is None or self.clamp or not self.is_affine_column(None) or len(self.y_names) != 1 or self.y_names[0] not in self.ranges: return None
+    a, _ = self.steps[0].local_affine(self.y_names[0])
+    return float(abs(a)) ** -power
+
 # %% ../nbs/06b_target.ipynb #t0000011
 def target_proc(dls) -> TargetNormalize|None:
     "The `TargetNormalize` among the procs of the data behind `dls`, or None"
@@ -211,10 +219,26 @@ def target_proc(dls) -> TargetNormalize|None:
     except (AttributeError, IndexError, TypeError): return None
     return next((p for p in getattr(procs, 'fs', []) if isinstance(p, TargetNormalize)), None)
 
+def _loss_power(loss_func) -> int|None:
+    "How `loss_func` scales with the units of its target: 2 for a squared error, 1 for an absolute one (fastai's flat losses or torch's); None for any other"
+    f = getattr(loss_func, 'func', loss_func)   # fastai's `BaseLoss` keeps torch's loss in `func`
+    return 2 if isinstance(f, nn.MSELoss) else 1 if isinstance(f, nn.L1Loss) else None
+
+# the events of a batch this callback has nothing to do in, and the two it works in
+_IDLE_EVENTS = frozenset({'after_pred', 'before_backward', 'after_backward', 'before_step', 'after_step', 'after_cancel_batch', 'after_batch'})
+_BATCH_EVENTS = frozenset({'before_batch', 'after_loss'})
+
 class TargetScaling(Callback):
     "Train on the targets as the data's `TargetNormalize` encodes them, and hand on predictions decoded and losses in original units: metrics, losses, `get_preds`, `predict` and `show_results`"
     order = -5   # before other callbacks that read `pred` after the loss
-    def __init__(self): self.proc = self.raw_yb = None
+    def __init__(self): self.proc = self.raw_yb = self.loss_factor = None; self.decode_preds = True
+
+    def __call__(self, event_name):
+        # fastai asks every callback about every event through a generic lookup (about 9 us a call on a CPU): the events
+        # of a batch this callback has nothing to do in return at once, the two it works in are called directly
+        if event_name in _IDLE_EVENTS: return None
+        if event_name in _BATCH_EVENTS and self.run: return getattr(self, event_name)()
+        return super().__call__(event_name)
 
     def after_create(self):
         # a learner without target scaling drops it; one passed in `cbs` as well is kept once (twice would encode twice)
@@ -222,25 +246,45 @@ class TargetScaling(Callback):
         if first is not self or target_proc(self.learn.dls) is None: self.learn.remove_cb(self)
 
     # found once per phase (every fit epoch, `validate`, `get_preds` and so `predict` run one), not per batch
-    def before_train(self): self.proc = target_proc(self.learn.dls)
-    def before_validate(self): self.proc = target_proc(self.learn.dls)
+    def _begin_phase(self, decode):
+        self.proc = target_proc(self.learn.dls)
+        # For a squared or absolute error of one target scaled by `a * y + b`, the loss in units of y is the encoded one
+        # times 1 / |a|**2 (or 1 / |a|): one multiplication, no second call of the loss function. Not for the losses of
+        # single rows (`get_preds(with_loss=True)`, `Interpretation`): a tiny error there is better computed from
+        # the predictions a user sees, as the loss function does
+        per_row = getattr(self.learn.loss_func, 'reduction', 'mean') == 'none'
+        self.loss_factor = None if self.proc is None or per_row else self.proc._loss_factor(_loss_power(self.learn.loss_func))
+        # what must be decoded: in validation the predictions metrics read; in training only what is read, so with no
+        # training metrics and a loss factor nothing (`pred` and `yb` stay as the model sees them)
+        self.decode_preds = decode or self.loss_factor is None
+    def before_train(self): self._begin_phase(getattr(getattr(self.learn, 'recorder', None), 'train_metrics', False))
+    def before_validate(self): self._begin_phase(True)
 
+    # per batch, state is kept through `__dict__`: fastai's `Callback.__setattr__` first probes the learner (and its model)
+    # for an attribute of the same name, which costs more than everything else this callback does on a batch
     def before_batch(self):
-        self.raw_yb = None
-        if self.proc is None or not len(self.learn.yb): return
-        self.raw_yb = self.learn.yb
-        self.learn.yb = (self.proc.encode_tensor(self.raw_yb[0]),) + tuple(self.raw_yb[1:])
+        yb = self.learn.yb
+        self.__dict__['raw_yb'] = yb if self.proc is not None and len(yb) else None
+        if self.raw_yb is not None: self.learn.yb = (self.proc.encode_tensor(yb[0]),) + tuple(yb[1:])
 
     def after_loss(self):
         if self.proc is None: return
-        self.learn.pred = self.proc.decode_tensor(self.learn.pred)
-        if self.raw_yb is None: return
-        self.learn.yb = self.raw_yb
+        raw_yb = self.raw_yb
+        self.__dict__['raw_yb'] = None   # holds no batch between batches
         # the gradient comes from `loss_grad`, the loss of the encoded target; what fastai records and shows is `loss`:
-        # the same loss function on original units, so that losses compare with and without target scaling
-        with torch.no_grad(): self.learn.loss = self.learn.loss_func(self.learn.pred, *self.learn.yb)
+        # the same loss function in units of y, so that losses compare with and without target scaling
+        if raw_yb is not None and self.loss_factor is not None:
+            # fastai's losses are `TensorBase`s, whose arithmetic goes through its `__torch_function__` (about 15 us on a
+            # CPU): the multiplication runs on a plain view, the result keeps the loss's type
+            loss = self.learn.loss
+            self.learn.loss = (loss.as_subclass(torch.Tensor).detach() * self.loss_factor).as_subclass(type(loss))
+        if not self.decode_preds: return
+        self.learn.pred = self.proc.decode_tensor(self.learn.pred)
+        if raw_yb is None: return
+        self.learn.yb = raw_yb
+        if self.loss_factor is None:
+            with torch.no_grad(): self.learn.loss = self.learn.loss_func(self.learn.pred, *self.learn.yb)
 
-    def after_batch(self): self.raw_yb = None   # holds no batch between batches
     def after_train(self): self.proc = None      # nor the proc between phases, nor in an export
     def after_validate(self): self.proc = None
 

@@ -11,7 +11,9 @@ from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler, RobustScaler, PowerTransformer, QuantileTransformer, FunctionTransformer
 from fastai.tabular.all import (TabularPandas, Normalize, Categorify, FillMissing, CategoryBlock, RegressionBlock, tabular_learner,
-                                rmse, mae, R2Score, set_seed, Interpretation)
+                                rmse, mae, R2Score, set_seed, Interpretation, Callback, MSELossFlat, L1LossFlat)
+from torch import nn
+from torch.nn import HuberLoss
 from fastai_scaling.target import TargetNormalize, TargetScaling, target_proc
 from fastai_scaling.registry import TARGET_METHODS
 from fastai_scaling.monitor import ParameterMonitor
@@ -150,7 +152,7 @@ def test_a_constant_target_decodes_to_the_constant():
 def test_bad_input_is_a_clear_error():
     df = table()
     steep = pd.DataFrame({'a': np.arange(80.), 'b': 1., 'c': 'x', 'y': np.r_[0., np.ones(79)]})   # lambda 110: float32 cannot decode
-    with pytest.raises(ValueError, match="method='yeo-johnson'\): the map fitted on target column 'y' is too steep to decode"):
+    with pytest.raises(ValueError, match=r"method='yeo-johnson'\): the map fitted on target column 'y' is too steep to decode"):
         make(steep, 'yeo-johnson', procs=())
     make(steep, 'standard', procs=())
     with pytest.raises(ValueError, match="method must be one of standard, robust, log, yeo-johnson, quantile, not 'minmax'"):
@@ -305,6 +307,45 @@ def test_the_callback_leaves_learners_without_target_scaling():
     learn = tabular_learner(plain.dataloaders(bs=64), layers=[10], n_out=1)
     assert not any(isinstance(cb, TargetScaling) for cb in learn.cbs) and target_proc(learn.dls) is None
 
+
+
+class Spy(Callback):
+    "Records, per training batch, what the learner holds at its `order` among the callbacks: targets after `before_batch`, predictions and loss after `after_loss`"
+    def __init__(self, order): self.order, self.seen = order, []
+    def before_batch(self):
+        if self.training: self.seen.append(dict(yb=self.learn.yb[0].clone()))
+    def after_loss(self):
+        if self.training: self.seen[-1].update(pred=self.learn.pred.detach().clone(), loss=float(self.learn.loss), yb_after=self.learn.yb[0].clone())
+
+
+@pytest.mark.parametrize('method,loss_func,train_metrics', [
+    ('standard', MSELossFlat(), False), ('standard', L1LossFlat(), False), ('robust', nn.MSELoss(), False),   # by a factor
+    ('standard', HuberLoss(delta=0.5), False), ('standard', MSELossFlat(), True), ('quantile', MSELossFlat(), False)])  # decoded
+def test_training_losses_are_in_original_units(method, loss_func, train_metrics):
+    "The loss fastai records while training is the loss of the decoded predictions against the raw targets, whichever way the callback gets it"
+    df = table()
+    to = make(df, method)
+    reference = REFERENCES[method]().fit(df[['y']].values[:320])      # scikit-learn's map of the training targets
+    before, after = Spy(-10), Spy(0)                                  # around TargetScaling (order -5)
+    set_seed(0)
+    learn = tabular_learner(to.dataloaders(bs=64), layers=[20], n_out=1, loss_func=loss_func, cbs=[before, after], metrics=[rmse])
+    learn.recorder.train_metrics = train_metrics
+    with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
+    assert len(after.seen) == 5
+    for b, a in zip(before.seen, after.seen):
+        raw_y = b['yb'].double().numpy()                               # the batch's targets as the data holds them
+        np.testing.assert_allclose(a['yb'].double().numpy(), reference.transform(raw_y), rtol=1e-4, atol=1e-4)   # trained on
+        pred = torch.tensor(reference.inverse_transform(b['pred'].double().numpy()))   # the model's output, decoded here
+        expected = float(loss_func(pred, torch.tensor(raw_y)))
+        np.testing.assert_allclose(a['loss'], expected, rtol=1e-4)
+        # what later callbacks see: with training metrics, decoded predictions and raw targets; else the model's own units
+        decoded = train_metrics or method == 'quantile' or isinstance(loss_func, HuberLoss)
+        np.testing.assert_allclose(a['yb_after'].double().numpy(), raw_y if decoded else reference.transform(raw_y), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(a['pred'].double().numpy(), pred.numpy() if decoded else b['pred'].double().numpy(), rtol=1e-4, atol=1e-4)
+    if train_metrics:   # the training metric is in units of y too: the RMSE of the decoded predictions against the raw targets
+        assert learn.recorder.metric_names[2] == 'train__rmse'   # fastai's name for rmse: '_rmse'
+        err = np.concatenate([a['pred'].double().numpy() - b['yb'].double().numpy() for b, a in zip(before.seen, after.seen)])
+        np.testing.assert_allclose(learn.recorder.values[-1][1], np.sqrt((err**2).mean()), rtol=1e-4)
 
 # ---- compare --------------------------------------------------------------------------------------------------------
 
