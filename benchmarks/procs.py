@@ -10,6 +10,7 @@ Goals (issue 2): RobustNormalize <= 2x Normalize's cost and faster than RobustSc
 Goals (issue 10): QuantileNormalize at least 2x faster than QuantileTransformer(n_quantiles=1000, subsample=2_000_000)
 and within 4x of Normalize; PowerNormalize at least as fast as PowerTransformer; extra peak <= 1 frame for both.
 The slow candidates (power transforms, QuantileTransformer) run `--slow-repeats` times (default 1).
+Goals (issue 22): SquashNormalize within 1.5x of Normalize and faster than skrub's SquashingScaler; extra peak <= 1 frame.
 """
 import argparse, gc, time, tracemalloc, warnings
 
@@ -18,6 +19,8 @@ from fastai.tabular.all import TabularPandas, Normalize
 from sklearn.preprocessing import RobustScaler, MinMaxScaler, StandardScaler, QuantileTransformer, PowerTransformer
 from fastai_scaling.procs import RobustNormalize, MinMaxNormalize
 from fastai_scaling.transforms import QuantileNormalize, PowerNormalize
+from fastai_scaling.squash import SquashNormalize
+from skrub import SquashingScaler
 
 warnings.filterwarnings('ignore')
 
@@ -91,6 +94,8 @@ def main(argv=None):
         'sklearn QuantileTransformer': lambda: sklearn_run(df, lambda: QuantileTransformer(n_quantiles=1000, subsample=2_000_000), conts, split),
         'PowerNormalize': lambda: proc_run(df, PowerNormalize, conts, split),
         'sklearn PowerTransformer': lambda: sklearn_run(df, PowerTransformer, conts, split),
+        'SquashNormalize': lambda: proc_run(df, SquashNormalize, conts, split),
+        'skrub SquashingScaler': lambda: sklearn_run(df, SquashingScaler, conts, split),
     }
     slow = {'sklearn QuantileTransformer', 'PowerNormalize', 'sklearn PowerTransformer'}   # QuantileNormalize: best of --repeats, as Normalize
     if args.only:
@@ -109,11 +114,13 @@ def main(argv=None):
     goals = [('RobustNormalize', 'fastai Normalize', '<= 2'), ('RobustNormalize', 'sklearn RobustScaler', '< 1'),
              ('QuantileNormalize', 'sklearn QuantileTransformer', '<= 0.5'), ('QuantileNormalize', 'fastai Normalize', '<= 4'),
              ('PowerNormalize', 'sklearn PowerTransformer', '<= 1')]
+    goals += [('SquashNormalize', 'fastai Normalize', '<= 1.5'), ('SquashNormalize', 'skrub SquashingScaler', '< 1')]
     print()
     for ours, peer, goal in goals:
         if ours in sec and peer in sec: print(f"{ours} / {peer} = {sec[ours] / sec[peer]:.2f}x  (goal {goal})")
     for ours in ('RobustNormalize', 'QuantileNormalize', 'PowerNormalize'):
         if ours in sec: print(f"extra peak memory, {ours} = {res.loc[ours, 'peak_frames']:.2f} frames  (goal <= 1)")
+    if 'SquashNormalize' in sec: print(f"extra peak memory, SquashNormalize = {res.loc['SquashNormalize', 'peak_frames']:.2f} frames  (goal <= 1)")
 
 
 if __name__ == '__main__':

@@ -14,7 +14,7 @@ from .patches import check_claims   # also applies the package's patches of fast
 from concurrent import futures   # qualified: fastai's star import brings fastcore's ThreadPoolExecutor, whose `map` differs
 
 # %% auto #0
-__all__ = ['ColumnScaler', 'is_int', 'check_columns', 'AffineFit', 'AffineNormalize', 'FitOnSummary']
+__all__ = ['ColumnScaler', 'is_int', 'check_quantile_range', 'check_columns', 'AffineFit', 'AffineNormalize', 'FitOnSummary']
 
 # %% ../nbs/00_core.ipynb #4c529d39
 class ColumnScaler(TabularProc):
@@ -247,6 +247,13 @@ def _check_encoded(y, x, name, owner):
 def is_int(o) -> bool:
     "Whether the option `o` is an integer (numpy's too), and not a bool"
     return isinstance(o, (int, np.integer)) and not isinstance(o, bool)
+
+def check_quantile_range(quantile_range, owner:str) -> tuple[float, float]:
+    "The option `quantile_range` as a pair of floats (lo, hi) with 0 <= lo < hi <= 100 (percentiles, as scikit-learn's); a `ValueError` naming `owner` otherwise"
+    try: lo, hi = map(float, quantile_range)
+    except (TypeError, ValueError): raise ValueError(f"{owner}: quantile_range must be a pair (lo, hi) of percentiles, got {quantile_range!r}") from None
+    if not 0 <= lo < hi <= 100: raise ValueError(f"{owner}: quantile_range must satisfy 0 <= lo < hi <= 100, got {quantile_range}")
+    return lo, hi
 
 def _n_workers(n_rows, n_cols):
     return min(os.cpu_count() or 1, n_cols, 8) if n_rows * n_cols >= 2**20 else 1

@@ -5,19 +5,13 @@ from __future__ import annotations
 from statistics import NormalDist
 from fastcore.basics import store_attr
 import numpy as np
-from .core import AffineNormalize, AffineFit
+from .core import AffineNormalize, AffineFit, check_quantile_range
 from .stats import is_zero_spread, is_constant, magnitude, wider_quantile_range, fallback_percentiles
 
 # %% auto #0
 __all__ = ['RobustNormalize', 'MinMaxNormalize', 'StandardNormalize']
 
 # %% ../nbs/01_procs.ipynb #d235e493
-def _check_quantile_range(quantile_range, owner):
-    try: lo, hi = map(float, quantile_range)
-    except (TypeError, ValueError): raise ValueError(f"{owner}: quantile_range must be a pair (lo, hi) of percentiles, got {quantile_range!r}") from None
-    if not 0 <= lo < hi <= 100: raise ValueError(f"{owner}: quantile_range must satisfy 0 <= lo < hi <= 100, got {quantile_range}")
-    return lo, hi
-
 def _ladder(q_lo, q_hi) -> list:
     "The percentiles `wider_quantile_range` reads when the pair (q_lo, q_hi) coincides (a zero-inflated column)"
     return [q for pair in fallback_percentiles((q_lo, q_hi)) for q in pair]
@@ -36,7 +30,7 @@ class RobustNormalize(AffineNormalize):
                  cols=None):  # the continuous columns to scale; None: all of them
         super().__init__(cols)
         store_attr(but='cols')
-        self.q_lo, self.q_hi = _check_quantile_range(quantile_range, 'RobustNormalize')
+        self.q_lo, self.q_hi = check_quantile_range(quantile_range, 'RobustNormalize')
         if unit_variance and with_scaling and (self.q_lo == 0 or self.q_hi == 100):
             raise ValueError(f"RobustNormalize: unit_variance=True needs 0 < lo < hi < 100, got quantile_range={quantile_range}: "
                              "a normal distribution's 0th and 100th percentiles are infinite")
@@ -72,7 +66,7 @@ class MinMaxNormalize(AffineNormalize):
         store_attr(but='cols')
         self.lo, self.hi = map(float, feature_range)
         if not self.lo < self.hi: raise ValueError(f"MinMaxNormalize: feature_range must be (lo, hi) with lo < hi, got {feature_range}")
-        if quantile_range is not None: self.q_lo, self.q_hi = _check_quantile_range(quantile_range, 'MinMaxNormalize')
+        if quantile_range is not None: self.q_lo, self.q_hi = check_quantile_range(quantile_range, 'MinMaxNormalize')
         self.clip_range = (self.lo, self.hi) if clip else None
 
     def fit_column(self, x):

@@ -64,6 +64,8 @@ REGISTRY = (
     ScalerEntry('QuantileNormalize', 'fastai_scaling.transforms:QuantileNormalize', "empirical CDF onto a normal (RankGauss)", ('compare', 'menu')),
     ScalerEntry('PowerNormalize', 'fastai_scaling.transforms:PowerNormalize', "Yeo-Johnson with a maximum-likelihood lambda, standardized",
                 ('compare', 'menu')),
+    ScalerEntry('SquashNormalize', 'fastai_scaling.squash:SquashNormalize', "robust scaling, then outliers squashed smoothly into (-3, 3) "
+                "(RealMLP, skrub's SquashingScaler)", ('compare',)),
     ScalerEntry('auto', 'fastai_scaling.auto:AutoNormalize', "each column's scaler chosen from its training data by suggest_scalers", ('compare',)),
     ScalerEntry('TargetNormalize', 'fastai_scaling.target:TargetNormalize', "the regression target, standardized for training; "
                 "predictions in original units", (), 'target'),

@@ -7,6 +7,7 @@ from hypothesis.extra import numpy as hnp
 from fastai.tabular.all import TabularPandas, Normalize, FillMissing, Categorify, RandomSplitter
 from fastai_scaling.procs import RobustNormalize, MinMaxNormalize, StandardNormalize
 from fastai_scaling.transforms import QuantileNormalize, PowerNormalize
+from fastai_scaling.squash import SquashNormalize
 from fastai_scaling.auto import suggest_scalers, column_stats, AutoNormalize, mixed_table
 
 warnings.filterwarnings('ignore', message='The given NumPy array is not writable')
@@ -185,14 +186,15 @@ def test_auto_never_turns_finite_training_data_into_nan_or_inf(data):
 
 @pytest.mark.parametrize('first, second', [
     (RobustNormalize(cols=['a', 'b']), MinMaxNormalize(cols=['b'])), (Normalize(), QuantileNormalize(cols=['a'])),
-    (AutoNormalize(), PowerNormalize(cols=['b'])), (StandardNormalize(), RobustNormalize())])
+    (AutoNormalize(), PowerNormalize(cols=['b'])), (StandardNormalize(), RobustNormalize()), (SquashNormalize(cols=['a']), Normalize())])
 def test_a_column_claimed_by_two_scalers_is_an_error_naming_both(first, second):
     df = pd.DataFrame({'a': rng.normal(size=50), 'b': rng.lognormal(size=50), 'y': 0.})
     a, b = type(first).__name__, type(second).__name__
     with pytest.raises(ValueError, match=rf"would be scaled twice, by ({a}.* and by {b}|{b}.* and by {a})"):
         TabularPandas(df, procs=[first, second], cont_names=['a', 'b'], y_names='y')
 
-@pytest.mark.parametrize('make', [RobustNormalize, MinMaxNormalize, StandardNormalize, QuantileNormalize, PowerNormalize, AutoNormalize])
+@pytest.mark.parametrize('make', [RobustNormalize, MinMaxNormalize, StandardNormalize, QuantileNormalize, PowerNormalize, SquashNormalize,
+                                  AutoNormalize])
 def test_cols_must_name_continuous_columns(make):
     df = pd.DataFrame({'a': rng.normal(size=50), 'city': rng.choice(['x', 'y'], 50), 'y': 0.})
     with pytest.raises(ValueError, match=r"\['city'\] are not continuous columns"):

@@ -496,8 +496,9 @@ def test_every_scaler_of_the_package_is_a_choice_by_name():
     from fastai_scaling.transforms import QuantileNormalize, PowerNormalize
     from fastai_scaling.auto import AutoNormalize
     from fastai_scaling.procs import StandardNormalize
+    from fastai_scaling.squash import SquashNormalize
     for name, cls in [('QuantileNormalize', QuantileNormalize), ('PowerNormalize', PowerNormalize), ('auto', AutoNormalize),
-                      ('standardnormalize', StandardNormalize)]:
+                      ('standardnormalize', StandardNormalize), ('squashnormalize', SquashNormalize)]:
         (key, proc), = resolve_scalers(name).items()
         assert proc is cls, name
     assert set(DEFAULT_CHOICES) <= set(SCALERS) and 'auto' not in DEFAULT_CHOICES
@@ -505,12 +506,13 @@ def test_every_scaler_of_the_package_is_a_choice_by_name():
 def test_non_affine_choices_train_and_report_linearised_raw_weights(tmp_path):
     from fastai_scaling.auto import mixed_table
     df = mixed_table(600, seed=2)
-    res = compare_scalers(df, 'y', ['flag', 'price', 'pct', 'temp', 'visits'], procs='auto,QuantileNormalize,PowerNormalize',
+    res = compare_scalers(df, 'y', ['flag', 'price', 'pct', 'temp', 'visits'], procs='auto,QuantileNormalize,PowerNormalize,SquashNormalize',
                           epochs=2, lr=1e-2, progress=False)
-    assert list(res.table.index) == ['auto', 'QuantileNormalize', 'PowerNormalize']
+    assert list(res.table.index) == ['auto', 'QuantileNormalize', 'PowerNormalize', 'SquashNormalize']
     assert np.isfinite(res.table['valid_loss']).all()
     assert res.runs['auto'].raw_weights.attrs['linearized'] == ['price', 'visits']
     assert res.runs['QuantileNormalize'].raw_weights.attrs['linearized'] == ['flag', 'price', 'pct', 'temp', 'visits']
+    assert res.runs['SquashNormalize'].raw_weights.attrs['linearized'] == ['flag', 'price', 'pct', 'temp', 'visits']
     html = res.write_report(tmp_path / 'r').read_text()
     assert 'local linearisation' in html and 'flag, pct, price, temp, visits' in html
 

@@ -14,6 +14,7 @@ from fastai_scaling.procs import RobustNormalize, StandardNormalize, MinMaxNorma
 from fastai_scaling.drift import DriftNormalize
 from fastai_scaling.registry import REGISTRY, load_scaler
 from fastai_scaling.transforms import QuantileNormalize, PowerNormalize
+from fastai_scaling.squash import SquashNormalize
 from fastai_scaling.auto import AutoNormalize
 from scalers import SCALERS, AFFINE
 
@@ -66,6 +67,7 @@ FROM_DATA = {
     'from_data DriftNormalize': lambda df, conts: DriftNormalize.from_data(_chunks(df), conts),
     'from_data QuantileNormalize': lambda df, conts: QuantileNormalize.from_data(_chunks(df), conts),
     'from_data PowerNormalize': lambda df, conts: PowerNormalize.from_data(_chunks(df), conts, fit_sample=200),
+    'from_data SquashNormalize(exact=False)': lambda df, conts: SquashNormalize.from_data(_chunks(df), conts, exact=False),
     'from_data AutoNormalize': lambda df, conts: AutoNormalize.from_data(_chunks(df), conts, warn=False),
 }
 
@@ -318,9 +320,10 @@ def test_validation_rows_never_change_the_fit(train, valid, other, name):
 
 # ---- a column's unit (issue 18.2): codes of x and of x * 10**k agree -----------------------------------------
 
-# every scaler whose map is unit-free: affine maps and the quantile transform (a power transform's lambda depends on the
-# unit by design, and AutoNormalize may choose one)
-UNIT_FREE = [n for n in ALL if n in AFFINE or n.startswith('QuantileNormalize')]
+# every scaler whose map is unit-free: affine maps, the quantile transform and the squashing scaler (whose only unit is
+# skrub's floor, a quartile range below 2.2e-15) (a power transform's lambda depends on the unit by design, and AutoNormalize
+# may choose one)
+UNIT_FREE = [n for n in ALL if n in AFFINE or n.startswith(('QuantileNormalize', 'SquashNormalize'))]
 
 @pytest.mark.parametrize('dtype', [np.float64, np.float32])
 @pytest.mark.parametrize('name', UNIT_FREE)

@@ -11,6 +11,7 @@ from fastai_scaling.stats import rank_error_bound, Sketch
 from fastai_scaling.procs import RobustNormalize, MinMaxNormalize, StandardNormalize
 from fastai_scaling.drift import DriftNormalize
 from fastai_scaling.transforms import QuantileNormalize, PowerNormalize
+from fastai_scaling.squash import SquashNormalize
 from fastai_scaling.auto import AutoNormalize, suggest_scalers, mixed_table
 from scalers import SCALERS
 
@@ -120,6 +121,7 @@ def test_random_chunkings_equal_in_memory_fit(tmp_path_factory, n, cuts, seed, n
         assert_state(RobustNormalize.from_data(src(), names, quantile_range=(10, 90), **kw),
                      in_memory(RobustNormalize, df, names, quantile_range=(10, 90)), names)
         assert_state(QuantileNormalize.from_data(src(), names, n_quantiles=50, **kw), in_memory(QuantileNormalize, df, names, n_quantiles=50), names)
+        assert_state(SquashNormalize.from_data(src(), names, **kw), in_memory(SquashNormalize, df, names), names)
 
 
 @pytest.mark.parametrize('kind', ['list', 'parquet', 'dask'])
@@ -132,7 +134,7 @@ def test_exact_quantiles_on_a_large_skewed_tied_column(tmp_path, kind):
     names = ['skew', 'tied', 'f32']
     src = source(kind, df, list(range(0, n, 37_000)), str(tmp_path))
     for cls, kw in [(RobustNormalize, {}), (RobustNormalize, dict(quantile_range=(1, 99), unit_variance=True)),
-                    (MinMaxNormalize, dict(quantile_range=(0.5, 99.5), feature_range=(-1, 1)))]:
+                    (MinMaxNormalize, dict(quantile_range=(0.5, 99.5), feature_range=(-1, 1))), (SquashNormalize, {})]:
         assert_state(cls.from_data(src, names, **kw), in_memory(cls, df, names, **kw), names)
     assert_state(QuantileNormalize.from_data(src, names, subsample=20_000, noise=1e-3),
                  in_memory(QuantileNormalize, df, names, subsample=20_000, noise=1e-3), names)   # the in-memory subsample, noise and all
@@ -154,7 +156,8 @@ VARIANTS = [(StandardNormalize, {}), (RobustNormalize, {}), (RobustNormalize, di
             (MinMaxNormalize, dict(feature_range=(-1, 1), clip=True, quantile_range=(1, 99))), (DriftNormalize, {}),
             (DriftNormalize, dict(strategy='window', window=50)), (QuantileNormalize, {}),
             (QuantileNormalize, dict(n_quantiles=100, output_distribution='uniform', noise=1e-3)), (PowerNormalize, {}),
-            (PowerNormalize, dict(standardize=False, cols=['b', 'c'])), (PowerNormalize, dict(method='box-cox', cols=['b']))]
+            (PowerNormalize, dict(standardize=False, cols=['b', 'c'])), (PowerNormalize, dict(method='box-cox', cols=['b'])),
+            (SquashNormalize, {}), (SquashNormalize, dict(quantile_range=(10, 90), max_absolute_value=2., cols=['b', 'c']))]
 
 @pytest.mark.parametrize('cls,kw', VARIANTS, ids=[f'{c.__name__}{k}' for c, k in VARIANTS])
 def test_every_scaler_from_data_equals_in_memory(cls, kw):
