@@ -53,6 +53,10 @@ def run_table(t, procs, seeds:int, workers:int, seed:int=42, kept:dict=None, lr=
     same = kept is not None and kept.get('target_scaling') == scaling
     old = [] if not same else [r for r in kept['runs'] if r['choice'] in procs and r['choice'] not in kept['retrain']]
     train = [c for c in procs if c not in {r['choice'] for r in old}]
+    if not train:   # every run kept: the earlier record, narrowed to `procs`
+        runs = sorted(old, key=lambda r: (procs.index(r['choice']), r['seed']))
+        return dict({k: v for k, v in kept.items() if k != 'retrain'}, runs=runs, target_scaling=scaling,
+                    seconds=kept['seconds'] * len(runs) / max(len(kept['runs']), 1))
     start = time.perf_counter()
     res = data.compare(procs=train, seeds=seeds, seed=seed, workers=workers, progress=False, **({} if lr is None else dict(lr=lr)))
     wall = time.perf_counter() - start + (0 if not same else kept['seconds'] * len(old) / max(len(kept['runs']), 1))
