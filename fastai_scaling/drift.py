@@ -168,6 +168,49 @@ class DriftNormalize(AffineNormalize):
         fig.tight_layout()
         return axs
 
+    def plot(self, report:pd.DataFrame, new=None, columns=None, max_hists:int=6):
+        "Scores against thresholds per column (a line per column over the chunks of a chunked report); with `new` (a DataFrame), reference vs new histograms of up to `max_hists` drifting columns; returns the figure"
+        import matplotlib.pyplot as plt
+        self._check_setup('plot')
+        chunked = isinstance(report.index, pd.MultiIndex)
+        names = list(dict.fromkeys(report.index.get_level_values(-1))) if columns is None else list(columns)
+        drifting = [n for n in names if report.xs(n, level=-1)['drifted'].any()] if chunked else [n for n in names if report.loc[n, 'drifted']]
+        hists = drifting[:max_hists] if new is not None else []
+        rows = (len(names) + 2) // 3 if chunked else 1
+        fig = plt.figure(figsize=(11, 2.6 * rows + 2.6 * ((len(hists) + 2) // 3) + .4), layout='constrained')
+        grid = fig.add_gridspec(rows + (len(hists) + 2) // 3, 3)
+        if chunked:      # one panel per column: its score per chunk and its threshold(s)
+            for i, n in enumerate(names):
+                ax, r = fig.add_subplot(grid[i // 3, i % 3]), report.xs(n, level=-1)
+                x = np.arange(len(r))
+                ax.plot(x, r['score'], marker='o', ms=3, color='C0')
+                ax.step(x, r['threshold'], where='mid', color='gray', ls='--', lw=1)
+                ax.plot(x[r['drifted'].to_numpy(bool)], r['score'][r['drifted'].to_numpy(bool)], 'o', color='C3')
+                ax.set_title(f"{n}: {r['method'].iloc[0]}", fontsize=9); ax.set_xticks(x, r.index.astype(str), rotation=90, fontsize=7)
+        else:            # one bar per column: score, threshold tick, red when drifted
+            ax, r = fig.add_subplot(grid[0, :]), report.loc[names]
+            y = np.arange(len(r))
+            ax.barh(y, r['score'], color=np.where(r['drifted'], 'C3', 'C0'))
+            ax.plot(r['threshold'], y, '|', color='k', ms=14, mew=2)
+            ax.set_yticks(y, [f"{n} ({m})" for n, m in zip(r.index, r['method'])], fontsize=8); ax.invert_yaxis()
+            ax.set_xlabel('score (black tick: threshold; red: drifted)')
+        for i, n in enumerate(hists):    # what moved: reference vs new distribution
+            ax = fig.add_subplot(grid[rows + i // 3, i % 3])
+            if n in self.cat_refs:
+                ref = self.cat_refs[n]
+                c = ref.count(new[n])
+                labels = [*map(str, ref.labels), 'unseen']
+                x = np.arange(len(labels))
+                ax.bar(x - .2, np.append(ref.shares, 0), .4, label='reference'); ax.bar(x + .2, c[:-1] / max(c[:-1].sum(), 1), .4, label='new')
+                ax.set_xticks(x, labels, rotation=90, fontsize=7)
+            else:
+                ref, x = self.ref_sample[n], as_matrix(new, [n], 'DriftNormalize.plot')[:, 0]
+                x = x[~np.isnan(x)]
+                bins = np.histogram_bin_edges(np.concatenate([ref, x]), bins=40)
+                ax.hist(ref, bins, density=True, alpha=.5, label='reference'); ax.hist(x, bins, density=True, alpha=.5, label='new')
+            ax.set_title(n, fontsize=9); ax.legend(fontsize=7)
+        return fig
+
     # -- helpers
     def _check_setup(self, what):
         if self.names is None: raise ValueError(f"DriftNormalize.{what}: the proc is not set up yet; build a TabularPandas with it first")

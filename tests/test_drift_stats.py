@@ -251,3 +251,12 @@ def test_reference_chunk_thresholds_are_mean_plus_3_std():
     assert rep.xs('a', level='column')['drifted'].all()
     assert (rep['drifted'] == (rep['score'] >= rep['threshold'])).all()
     with pytest.raises(ValueError, match='at least 2 chunks'): p.drift_scores(new, chunk_size=500, reference=train.iloc[:400])
+
+
+def test_plot_draws_scores_chunks_and_histograms():
+    import matplotlib; matplotlib.use('Agg')
+    p, _ = make_proc(make_df(3000))
+    new = make_df(1000, seed=11, shift=1., extra='w')
+    fig = p.plot(p.drift_scores(new), new)
+    assert [a.get_title() for a in fig.axes[1:]] == ['a', 'k']          # the drifting columns' distributions
+    assert len(p.plot(p.drift_scores(new, chunks=3)).axes) == 4          # a panel per column
