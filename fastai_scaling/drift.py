@@ -349,11 +349,15 @@ class DriftNormalize(AffineNormalize):
             keys = _chunk_keys(df, 0, how, len(df), owner)
             parts = {k: BatchSummary.of_frame(df.iloc[idx], spec, owner) for k, idx in pd.Series(np.arange(len(df))).groupby(keys, sort=False).groups.items()}
         else:                                 # chunks, parquet or Dask read in order: each piece of a source chunk merges into its chunk
-            if how[0] is not None: raise ValueError(f"{owner}: chunks={how[0]} needs the number of rows up front; over chunks of data pass chunk_size= or period=")
+            n_total = None
+            if hasattr(df, 'npartitions') and hasattr(df, 'get_partition'):   # Dask: its partitions in order, one at a time
+                n_total = len(df) if how[0] is not None else None
+                df = (part.compute() for part in df.partitions)
+            elif how[0] is not None: raise ValueError(f"{owner}: chunks={how[0]} needs the number of rows up front; over chunks of data pass chunk_size= or period=")
             parts, offset = {}, 0
             cols = self.names + list(self.cat_refs) + ([how[2][0]] if how[2] else [])
             for i, (label, _, chunk) in enumerate(ChunkSource(df, cols, owner=owner).chunks()):
-                keys = _chunk_keys(chunk, offset, how, None, owner)
+                keys = _chunk_keys(chunk, offset, how, n_total, owner)
                 for k, idx in pd.Series(np.arange(len(chunk))).groupby(keys, sort=False).groups.items():
                     b = BatchSummary.of_chunk(chunk.iloc[idx], label, i, spec, owner)
                     parts[k] = parts[k].merge(b) if k in parts else b

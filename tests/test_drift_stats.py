@@ -260,3 +260,12 @@ def test_plot_draws_scores_chunks_and_histograms():
     fig = p.plot(p.drift_scores(new), new)
     assert [a.get_title() for a in fig.axes[1:]] == ['a', 'k']          # the drifting columns' distributions
     assert len(p.plot(p.drift_scores(new, chunks=3)).axes) == 4          # a panel per column
+
+
+@pytest.mark.parametrize('how', [dict(chunk_size=300), dict(chunks=3), dict(period=('date', 'D'))])
+def test_chunks_of_a_dask_dataframe_equal_the_in_memory_chunks(how):
+    import dask.dataframe as dd
+    p, _ = make_proc(make_df(3000))
+    new = make_df(1000, seed=12, shift=.3)
+    cols = ['psi', 'jensen_shannon', 'hellinger', 'chi2', 'l_infinity', 'unseen_share', 'n', 'nan_frac']
+    pd.testing.assert_frame_equal(p.drift_scores(dd.from_pandas(new, npartitions=3), **how)[cols], p.drift_scores(new, **how)[cols])
