@@ -99,8 +99,14 @@ class DriftNormalize(AffineNormalize):
         self.history = self._history_rows(0, self.centers, self.scales, np.full(len(names), np.nan), np.zeros(len(names), bool))
 
     # -- the public API
-    def drift_scores(self, df, stats=None, method='auto', thresholds=None, chunks=None, chunk_size=None, period=None,
-                     reference=None) -> pd.DataFrame:
+    def drift_scores(self, df,                # a DataFrame, an iterable of them, parquet path(s) or a Dask DataFrame
+                     stats:list=None,         # statistics to report (None: all but `ks_pvalue`, which is computed when `method` needs it)
+                     method:str='auto',       # the statistic each column is judged by; 'auto': Evidently's choice by reference size
+                     thresholds:dict=None,    # {column or statistic: threshold}, over `THRESHOLDS` (a column's entry wins)
+                     chunks:int=None,         # score this many consecutive chunks of `df` ...
+                     chunk_size:int=None,     # ... or chunks of this many rows ...
+                     period:tuple=None,       # ... or one chunk per period: (date column, pandas frequency such as 'M')
+                     reference=None) -> pd.DataFrame:  # with chunks: the training frame, cut the same way, sets the distances' thresholds
         "Per-column drift of `df` (a DataFrame, or chunks of one) against the training split, one row per column (per chunk and column with `chunks`, `chunk_size` or `period`): the statistics `stats`, `n`, `nan_frac`, batch `mean` and `std`, and the verdict of `method` (`method`, `threshold`, `score`, `drifted`); changes nothing"
         self._check_setup('drift_scores')
         stats, thresholds = self._check_scoring(stats, method, thresholds)
@@ -113,7 +119,9 @@ class DriftNormalize(AffineNormalize):
         "Share of the drifting columns of `report` and whether it reaches `drift_share` (Evidently's rule; one row per chunk for a chunked report)"
         return dataset_drift(report, drift_share)
 
-    def update(self, df, drift_share:float=None) -> pd.DataFrame:
+    def update(self, df,                      # a DataFrame, or chunks of one
+               drift_share:float=None,        # act only when at least this share of columns drifted (`dataset_drift`); None: always
+              ) -> pd.DataFrame:
         "Score `df` (a DataFrame, or chunks of one), then fold it into the statistics of the columns that drifted past `threshold` by `strategy` -- with `drift_share`, only if the dataset drifted (`dataset_drift`); returns the scores with an `updated` column"
         self._check_setup('update')
         b = self._batch(df, 'update')
