@@ -6,12 +6,15 @@ __all__ = []
 # %% ../nbs/99_all.ipynb #0dac7209
 from .stats import *
 from .sources import *
+from .drift_stats import *
 from .summaries import *
 from .patches import *
 from .core import *
+from .drift_batch import *
 from .procs import *
 from .drift import *
 from .monitor import *
+from .drift_report import *
 from .compare import *
 from .loader import *
 from .transforms import *
@@ -19,11 +22,12 @@ from .auto import *
 from .registry import *
 from .target import *
 from .squash import *
-from . import stats, sources, summaries, patches, core, procs, drift, monitor, compare, loader, transforms, auto, registry, target, squash
+from . import stats, sources, drift_stats, summaries, patches, core, drift_batch, procs, drift, drift_report, monitor, compare, loader, transforms, auto, registry, target, squash
 
 # %% ../nbs/99_all.ipynb #17b0c0a9
 # nbdev writes `__all__ = []` for a module that defines nothing itself; a star import must bring every module's names
 # (the CLI's `main` stays in `fastai_scaling.cli`; compare re-exports `BatchNormInputs` and `DATASETS` of the registry)
-__all__ = list(dict.fromkeys([*stats.__all__, *sources.__all__, *summaries.__all__, *patches.__all__, *core.__all__, *procs.__all__,
-                              *drift.__all__, *monitor.__all__, *loader.__all__, *transforms.__all__, *squash.__all__, *auto.__all__,
+__all__ = list(dict.fromkeys([*stats.__all__, *sources.__all__, *drift_stats.__all__, *summaries.__all__, *patches.__all__, *core.__all__,
+                              *drift_batch.__all__, *procs.__all__, *drift.__all__, *drift_report.__all__, *monitor.__all__, *loader.__all__,
+                              *transforms.__all__, *squash.__all__, *auto.__all__,
                               *registry.__all__, *target.__all__, *compare.__all__]))

@@ -124,7 +124,26 @@ def _parser() -> _Parser:
     s.add_argument('--seed', type=int, default=42, help='seed of the synthetic data and of --rows sampling (default 42)')
     s.add_argument('--wide', action='store_true', help='print the statistics too, whatever the width')
     s.add_argument('--out', metavar='FILE.csv', help='write the whole table (every statistic) to this CSV file')
-    parser.commands = {'compare': p, 'suggest': s}   # each command's own parser reports its errors
+    d = sub.add_parser('drift', help='score new data against a reference for drift, write a report, exit 1 when the dataset drifted',
+                       formatter_class=_HelpFormatter,
+                       description='Score every column of --new against --reference with DriftNormalize.drift_scores (each column tested '
+                                   'as Evidently does by default: KS, chi-squared or Z-test below 1,000 reference rows, normed Wasserstein '
+                                   'or Jensen-Shannon above), print one line per column and the dataset verdict (drifted when at least '
+                                   '--drift-share of the columns drift), and write scores.csv, dataset.csv and report.html into --out. '
+                                   'Exit status 0: no dataset drift; 1: the dataset drifted; 2: a usage or data error.')
+    d.add_argument('--reference', required=True, metavar='PATH', help='the reference data (e.g. the training set) as a CSV file')
+    d.add_argument('--new', required=True, metavar='PATH', help='the new data as a CSV file, with the reference\'s columns')
+    d.add_argument('--cats', metavar='COLS', type=_names, default=[], help='comma-separated categorical columns (read as labels)')
+    d.add_argument('--conts', metavar='COLS', type=_names, help='comma-separated continuous columns (default: every other numeric column)')
+    d.add_argument('--drift-share', type=_positive(float), default=0.5, help='share of drifting columns at which the dataset drifted (default 0.5)')
+    chunk = d.add_mutually_exclusive_group()
+    chunk.add_argument('--chunk-size', type=_positive(int), help='also score chunks of this many rows of --new, with thresholds from '
+                                                                 'the reference cut the same way (mean + 3 sd, NannyML\'s rule)')
+    chunk.add_argument('--chunks', type=_positive(int), help='also score this many chunks of --new, thresholds as --chunk-size')
+    chunk.add_argument('--period', metavar='COL:FREQ', help='also score one chunk per period of date column COL (pandas frequency, '
+                                                             'e.g. date:M or date:W), thresholds as --chunk-size')
+    d.add_argument('--out', default='drift-report', metavar='DIR', help='report folder (default ./drift-report)')
+    parser.commands = {'compare': p, 'suggest': s, 'drift': d}   # each command's own parser reports its errors
     return parser
 
 def _data_args(p):
@@ -273,16 +292,56 @@ def _suggest(args, cmd, command:str) -> int:
         "; --wide shows the statistics, --out FILE.csv saves them"))
     return 0
 
+# %% ../nbs/09_cli.ipynb #34a7a708
+def _check_drift_args(args) -> str|None:
+    "The first problem with `drift`'s flags that needs no data, or None"
+    for flag in ('reference', 'new'):
+        path = Path(getattr(args, flag))
+        if not path.exists(): return f"--{flag} {path}: no such file"
+        if path.is_dir(): return f"--{flag} {path} is a directory, not a CSV file"
+    if args.drift_share > 1: return f"--drift-share {args.drift_share} must be at most 1"
+    if args.period and (':' not in args.period or not all(args.period.split(':', 1))): return f"--period {args.period!r}: give COL:FREQ, e.g. date:M"
+    out = Path(args.out)
+    if out.exists() and not out.is_dir(): return f"--out {out} is a file; give a folder for the report"
+    return None
+
+def _drift(args, cmd, command:str) -> int:
+    "`fastai_scaling drift`: score --new against --reference, print the verdicts, write the report; 1 when the dataset drifted"
+    import pandas as pd
+    dr = _heavy('drift_report')
+    chunks = (dict(chunk_size=args.chunk_size) if args.chunk_size else dict(chunks=args.chunks) if args.chunks
+              else dict(period=tuple(args.period.split(':', 1))) if args.period else None)
+    try:
+        ref, new = pd.read_csv(args.reference), pd.read_csv(args.new)
+        with warnings.catch_warnings():
+            warnings.filterwarnings('ignore', message='The given NumPy array is not writable')
+            drift = dr.reference_drift(ref, args.conts, args.cats)
+            # thresholds from the reference's chunks when it can be cut the same way (a period needs its date column there)
+            by_ref = chunks is not None and (not args.period or chunks['period'][0] in ref.columns)
+            path, verdict = dr.write_drift_report(drift, new, args.out, args.drift_share, command, chunks, ref if by_ref else None)
+    except (ValueError, TypeError, KeyError, OSError) as e: cmd.error(_one_line(e))
+    report = pd.read_csv(Path(args.out)/'scores.csv', index_col=0)
+    print(f"reference: {args.reference} ({len(ref):,} rows); new: {args.new} ({len(new):,} rows)")
+    if chunks is not None and not by_ref: print(f"note: the reference has no column {chunks['period'][0]!r}: chunks are judged by fixed thresholds")
+    w = max(len('column'), *(len(str(c)) for c in report.index))
+    print(f"{'column':<{w}}  {'method':<14}  {'score':>9}  {'threshold':>9}  drifted")
+    for c, r in report.iterrows():   # the per-chunk table is in the report
+        print(f"{str(c):<{w}}  {r['method']:<14}  {r['score']:>9.4g}  {r['threshold']:>9.4g}  {'yes' if r['drifted'] else 'no'}")
+    print(f"dataset: {'DRIFTED' if verdict['drifted'] else 'no drift'} ({verdict['n_drifted']} of {verdict['n_columns']} columns, "
+          f"{verdict['share']:.0%}; drift from {args.drift_share:.0%}); report: {path}")
+    return 1 if verdict['drifted'] else 0
+
+
 # %% ../nbs/09_cli.ipynb #1bd46771
-_COMMANDS = {'compare': _compare, 'suggest': _suggest}
+_COMMANDS = {'compare': _compare, 'suggest': _suggest, 'drift': _drift}
 
 def main(argv:list=None) -> int:
-    "The `fastai_scaling` console script (`compare`, `suggest`); `argv` defaults to `sys.argv[1:]`"
+    "The `fastai_scaling` console script (`compare`, `suggest`, `drift`); `argv` defaults to `sys.argv[1:]`"
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
     cmd = parser.commands[args.command]
     if extra: cmd.error(f"unrecognized arguments: {' '.join(extra)}")
-    problem = _check_args(args)
+    problem = (_check_drift_args if args.command == 'drift' else _check_args)(args)
     if problem: cmd.error(problem)
     command = 'fastai_scaling ' + shlex.join(sys.argv[1:] if argv is None else [str(a) for a in argv])
     return _COMMANDS[args.command](args, cmd, command)

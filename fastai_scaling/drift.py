@@ -3,13 +3,15 @@
 # %% ../nbs/02_drift.ipynb #6494f819
 from __future__ import annotations
 import functools, warnings
-from typing import NamedTuple
 from fastai.tabular.core import Tabular
 from fastcore.basics import store_attr
-from .core import AffineNormalize, FitOnSummary, check_columns, is_int
-from .sources import column_values, check_finite, ChunkSource
+from .core import AffineNormalize, FitOnSummary, is_int
+from .sources import ChunkSource
 from .stats import Moments, moments, merge_moments, psi_score, ks_statistic, bin_counts, handle_zero_spread
-from .stats import sample_positions, BottomK, needed_indexes
+from .stats import sample_positions, needed_indexes
+from .drift_stats import jensen_shannon, hellinger, l_infinity, normed_wasserstein, chi2_pvalue, z_test_pvalue, ks_pvalue
+from .drift_stats import auto_method, is_drifted, dataset_drift, reference_thresholds, THRESHOLDS, P_VALUES
+from .drift_batch import as_matrix, edge_fractions, bin_edges, BatchSpec, BatchSummary, CategoryReference
 from .summaries import Needs
 import numpy as np, pandas as pd
 
@@ -17,75 +19,10 @@ import numpy as np, pandas as pd
 __all__ = ['DriftNormalize']
 
 # %% ../nbs/02_drift.ipynb #64b8a64f
-_STRATEGIES, _METRICS = ('frozen', 'cumulative', 'ema', 'window'), ('psi', 'ks', 'mean_shift')
-
-def _as_matrix(df, names, owner) -> np.ndarray:
-    "The columns `names` of `df` as one validated (rows, columns) float array; errors name the column"
-    check_columns(df, names, owner)
-    cols = [check_finite(column_values(df[n], n), n, f"{owner}: ") for n in names]
-    X = np.empty((len(df), len(cols)), dtype=np.result_type(np.float32, *cols), order='F')
-    for j, c in enumerate(cols): X[:, j] = c
-    return X
-
-def _edge_fractions(n_bins): return np.linspace(0, 1, n_bins + 1)[1:-1]
-
-def _bin_edges(x, n_bins) -> np.ndarray:
-    "PSI bin edges of the training values `x` (an array, or a `from_data` column summary): quantiles that are values of the column"
-    return np.unique(np.quantile(x, _edge_fractions(n_bins), method='inverted_cdf'))
-
-class _BatchSpec(NamedTuple):
-    "What summarising a batch needs from the proc (small, so Dask ships it cheaply)"
-    names: list
-    edges: list         # PSI bin edges per column
-    sample_size: int    # rows sampled for KS
-    seed: int
-    window: int|None    # last values kept per column ('window' strategy)
-
-class _Batch:
-    "What scoring and updating read from a batch: rows, `Moments`, PSI bin counts, the rows sampled for KS and, for 'window', the last values -- mergeable over chunks"
-    def __init__(self, n_rows, bm, counts, sample, rows=None, tails=None, window=None):
-        self.n_rows, self.bm, self.counts, self.sample, self.rows, self.tails, self.window = n_rows, bm, counts, sample, rows, tails, window
-
-    @classmethod
-    def of_matrix(cls, X, spec):
-        "A whole batch in memory: KS reads `sample_size` rows drawn by a seeded `rng.choice` (all rows when there are no more)"
-        pos = sample_positions(len(X), spec.sample_size, np.random.default_rng(spec.seed))
-        return cls(len(X), moments(X), [bin_counts(X[:, j], e) for j, e in enumerate(spec.edges)], X if pos is None else X[np.sort(pos)], rows=X)
-
-    @classmethod
-    def of_chunk(cls, X, index, spec):
-        "One chunk: KS will read a uniform sample of `sample_size` rows of all chunks (`BottomK`)"
-        tails = [c[~np.isnan(c)][-spec.window:] for c in X.T] if spec.window else None
-        return cls(len(X), moments(X), [bin_counts(X[:, j], e) for j, e in enumerate(spec.edges)],
-                   BottomK(X, spec.sample_size, [spec.seed, index], index), tails=tails, window=spec.window)
-
-    def merge(self, o:_Batch) -> _Batch:
-        "The summary of this batch followed by `o` (chunks only)"
-        self.n_rows += o.n_rows
-        self.bm = merge_moments(self.bm, o.bm)
-        self.counts = [a + b for a, b in zip(self.counts, o.counts)]
-        self.sample = self.sample.merge(o.sample)
-        if self.tails is not None: self.tails = [np.concatenate([a, b])[-self.window:] for a, b in zip(self.tails, o.tails)]
-        return self
-
-    def sampled_rows(self) -> np.ndarray:
-        "The rows KS reads"
-        return self.sample.values if isinstance(self.sample, BottomK) else self.sample
-
-    def window_rows(self) -> np.ndarray:
-        "Rows whose non-missing values per column, in order, end with the batch's last values: what the 'window' strategy writes"
-        if self.tails is None: return self.rows
-        w = max([len(t) for t in self.tails] + [1])
-        out = np.full((w, len(self.tails)), np.nan, dtype=np.result_type(np.float32, *self.tails))
-        for j, t in enumerate(self.tails):
-            if len(t): out[-len(t):, j] = t
-        return out
-
-def _chunk_batch(chunk, label, index, spec, owner):
-    where = f"{owner}: {label}"
-    try: X = _as_matrix(chunk, spec.names, where)
-    except TypeError as e: raise TypeError(f"{where}: {e}") from None
-    return _Batch.of_chunk(X, index, spec)
+_STRATEGIES, _METRICS = ('frozen', 'cumulative', 'ema', 'window'), ('psi', 'ks', 'mean_shift', 'wasserstein', 'jensen_shannon', 'hellinger')
+# the statistics of a numeric and of a categorical column (`fastai_scaling.drift_stats`); numeric `chi2` and `z` read the reference bins
+_NUM_STATS = ('psi', 'ks', 'ks_pvalue', 'wasserstein', 'jensen_shannon', 'hellinger', 'chi2', 'z', 'mean_shift')
+_CAT_STATS = ('psi', 'chi2', 'z', 'jensen_shannon', 'hellinger', 'l_infinity', 'unseen_share')
 
 # %% ../nbs/02_drift.ipynb #745b2136
 class DriftNormalize(AffineNormalize):
@@ -100,7 +37,8 @@ class DriftNormalize(AffineNormalize):
                  n_bins:int=10,           # quantile bins of the training split for PSI
                  sample_size:int=10_000,  # reference values kept per column, and batch rows sampled, for KS
                  seed:int=0,              # seed of those samples, so scores are deterministic
-                 cols=None):              # the continuous columns to scale; None: all of them
+                 cols=None,               # the continuous columns to scale; None: all of them
+                 cat_names=None):         # categorical columns whose drift is scored; None: the TabularPandas' `cat_names`
         if strategy not in _STRATEGIES: raise ValueError(f"DriftNormalize: unknown strategy {strategy!r}; use one of {_STRATEGIES}")
         if metric not in _METRICS: raise ValueError(f"DriftNormalize: unknown metric {metric!r}; use one of {_METRICS}")
         if not (isinstance(alpha, (int, float)) and 0 < alpha <= 1): raise ValueError(f"DriftNormalize: alpha={alpha!r} must be in (0, 1]")
@@ -113,7 +51,8 @@ class DriftNormalize(AffineNormalize):
         if not (is_int(sample_size) and sample_size >= 1): raise ValueError(f"DriftNormalize: sample_size={sample_size!r} must be an integer >= 1")
         super().__init__(cols)
         store_attr('strategy,alpha,window,threshold,metric,min_rows,n_bins,sample_size,seed')
-        self.names, self.history, self.n_updates = None, None, 0
+        self.cat_names = None if cat_names is None else list(cat_names)
+        self.names, self.history, self.n_updates, self.cat_refs = None, None, 0, {}
 
     def fit_column(self, x):
         # float64 deviations, so a float32 column's statistics agree with a chunked fit's (`from_data`) to 1e-9; `from_data`
@@ -146,7 +85,7 @@ class DriftNormalize(AffineNormalize):
             for j, name in enumerate(names):
                 x = X[:, j]
                 x = x[~np.isnan(x)]
-                edges = _bin_edges(x, self.n_bins)
+                edges = bin_edges(x, self.n_bins)
                 self.bin_edges[name], self.ref_fracs[name] = edges, bin_counts(x, edges) / len(x)
                 pos = sample_positions(len(x), self.sample_size, rng)
                 s = x if pos is None else x[pos]
@@ -154,38 +93,59 @@ class DriftNormalize(AffineNormalize):
         self.ref_state = dict(count=ref.count, mean=ref.mean, var=ref.var)
         if self.strategy == 'window':
             self.ref_state.update(self._init_window([X[:, j] for j in range(len(names))] if given is None else [given['tail'][n] for n in names]))
+        self.cat_refs = self._category_references(to)
         self.state = _copy_state(self.ref_state)
         self.n_updates = 0
         self.history = self._history_rows(0, self.centers, self.scales, np.full(len(names), np.nan), np.zeros(len(names), bool))
 
     # -- the public API
-    def drift_scores(self, df) -> pd.DataFrame:
-        "Per-column drift of `df` (a DataFrame, or chunks of one: see below) against the training split: `psi`, `ks`, `mean_shift`, `n`, `nan_frac`, batch `mean` and `std`; changes nothing"
-        return self._scores(self._batch(df, 'drift_scores'))[0]
+    def drift_scores(self, df,                # a DataFrame, an iterable of them, parquet path(s) or a Dask DataFrame
+                     stats:list=None,         # statistics to report (None: all but `ks_pvalue`, which is computed when `method` needs it)
+                     method:str='auto',       # the statistic each column is judged by; 'auto': Evidently's choice by reference size
+                     thresholds:dict=None,    # {column or statistic: threshold}, over `THRESHOLDS` (a column's entry wins)
+                     chunks:int=None,         # score this many consecutive chunks of `df` ...
+                     chunk_size:int=None,     # ... or chunks of this many rows ...
+                     period:tuple=None,       # ... or one chunk per period: (date column, pandas frequency such as 'M')
+                     reference=None) -> pd.DataFrame:  # with chunks: the training frame, cut the same way, sets the distances' thresholds
+        "Per-column drift of `df` (a DataFrame, or chunks of one) against the training split, one row per column (per chunk and column with `chunks`, `chunk_size` or `period`): the statistics `stats`, `n`, `nan_frac`, batch `mean` and `std`, and the verdict of `method` (`method`, `threshold`, `score`, `drifted`); changes nothing"
+        self._check_setup('drift_scores')
+        stats, thresholds = self._check_scoring(stats, method, thresholds)
+        if chunks is None and chunk_size is None and period is None:
+            if reference is not None: raise ValueError("DriftNormalize.drift_scores: `reference` thresholds need chunks (chunks=, chunk_size= or period=)")
+            return self._report(self._batch(df, 'drift_scores'), stats, method, thresholds)
+        return self._chunked(df, stats, method, thresholds, chunks, chunk_size, period, reference)
 
-    def update(self, df) -> pd.DataFrame:
-        "Score `df` (a DataFrame, or chunks of one), then fold it into the statistics of the columns that drifted past `threshold` by `strategy`; returns the scores with an `updated` column"
+    def dataset_drift(self, report:pd.DataFrame, drift_share:float=0.5):
+        "Share of the drifting columns of `report` and whether it reaches `drift_share` (Evidently's rule; one row per chunk for a chunked report)"
+        return dataset_drift(report, drift_share)
+
+    def update(self, df,                      # a DataFrame, or chunks of one
+               drift_share:float=None,        # act only when at least this share of columns drifted (`dataset_drift`); None: always
+              ) -> pd.DataFrame:
+        "Score `df` (a DataFrame, or chunks of one), then fold it into the statistics of the columns that drifted past `threshold` by `strategy` -- with `drift_share`, only if the dataset drifted (`dataset_drift`); returns the scores with an `updated` column"
+        self._check_setup('update')
         b = self._batch(df, 'update')
-        report, bm = self._scores(b)
+        report = self._report(b, None, 'auto', {})
+        num, bm = report.iloc[:len(self.names)], b.bm
         ok = np.zeros(len(self.names), bool)
         if not b.n_rows:                             # an empty batch is a documented no-op: no state, no history
-            report['updated'] = ok
+            report['updated'] = np.zeros(len(report), bool)
             return report
-        if self.strategy != 'frozen':
-            ok = report['n'].to_numpy() >= self.min_rows
-            if self.threshold is not None: ok &= np.nan_to_num(report[self.metric].to_numpy(), nan=-np.inf) > self.threshold
+        if self.strategy != 'frozen' and (drift_share is None or dataset_drift(report, drift_share)['drifted']):
+            ok = num['n'].to_numpy() >= self.min_rows
+            if self.threshold is not None: ok &= np.nan_to_num(num[self.metric].to_numpy(np.float64), nan=-np.inf) > self.threshold
         # every new statistic is computed into locals first ...
         state, changed = self._advance(b.window_rows(), bm, ok)
         new_c, new_s = self._affine(state['mean'], np.sqrt(state['var']), self.names, state['count'])
         centers = {n: (new_c[n] if u else self.centers[n]) for n, u in zip(self.names, ok)}
         scales = {n: (new_s[n] if u else self.scales[n]) for n, u in zip(self.names, ok)}
         history = pd.concat([self.history, self._history_rows(self.n_updates + 1, centers, scales,
-                                                               report[self.metric].to_numpy(), ok)], ignore_index=True)
+                                                               num[self.metric].to_numpy(np.float64), ok)], ignore_index=True)
         # ... and assigned all at once, so a failure above leaves the proc as it was
         for j, col in changed.items(): state['buf'][:, j] = col
         self.state, self.centers, self.scales, self.history = state, centers, scales, history
         self.n_updates += 1
-        report['updated'] = ok
+        report['updated'] = np.concatenate([ok, np.zeros(len(report) - len(ok), bool)])
         return report
 
     def reset(self):
@@ -216,44 +176,203 @@ class DriftNormalize(AffineNormalize):
         fig.tight_layout()
         return axs
 
+    def plot(self, report:pd.DataFrame, new=None, columns=None, max_hists:int=6):
+        "Scores against thresholds per column (a line per column over the chunks of a chunked report); with `new` (a DataFrame), reference vs new histograms of up to `max_hists` drifting columns; returns the figure"
+        import matplotlib.pyplot as plt
+        self._check_setup('plot')
+        chunked = isinstance(report.index, pd.MultiIndex)
+        names = list(dict.fromkeys(report.index.get_level_values(-1))) if columns is None else list(columns)
+        drifting = [n for n in names if report.xs(n, level=-1)['drifted'].any()] if chunked else [n for n in names if report.loc[n, 'drifted']]
+        hists = drifting[:max_hists] if new is not None else []
+        rows = (len(names) + 2) // 3 if chunked else 1
+        fig = plt.figure(figsize=(11, 2.6 * rows + 2.6 * ((len(hists) + 2) // 3) + .4), layout='constrained')
+        grid = fig.add_gridspec(rows + (len(hists) + 2) // 3, 3)
+        if chunked:      # one panel per column: its score per chunk and its threshold(s)
+            for i, n in enumerate(names):
+                ax, r = fig.add_subplot(grid[i // 3, i % 3]), report.xs(n, level=-1)
+                x = np.arange(len(r))
+                ax.plot(x, r['score'], marker='o', ms=3, color='C0')
+                ax.step(x, r['threshold'], where='mid', color='gray', ls='--', lw=1)
+                ax.plot(x[r['drifted'].to_numpy(bool)], r['score'][r['drifted'].to_numpy(bool)], 'o', color='C3')
+                ax.set_title(f"{n}: {r['method'].iloc[0]}", fontsize=9); ax.set_xticks(x, r.index.astype(str), rotation=90, fontsize=7)
+        else:            # one bar per column: score, threshold tick, red when drifted
+            ax, r = fig.add_subplot(grid[0, :]), report.loc[names]
+            y = np.arange(len(r))
+            ax.barh(y, r['score'], color=np.where(r['drifted'], 'C3', 'C0'))
+            ax.plot(r['threshold'], y, '|', color='k', ms=14, mew=2)
+            ax.set_yticks(y, [f"{n} ({m})" for n, m in zip(r.index, r['method'])], fontsize=8); ax.invert_yaxis()
+            ax.set_xlabel('score (black tick: threshold; red: drifted)')
+        for i, n in enumerate(hists):    # what moved: reference vs new distribution
+            ax = fig.add_subplot(grid[rows + i // 3, i % 3])
+            if n in self.cat_refs:
+                ref = self.cat_refs[n]
+                c = ref.count(new[n])
+                labels = [*map(str, ref.labels), 'unseen']
+                x = np.arange(len(labels))
+                ax.bar(x - .2, np.append(ref.shares, 0), .4, label='reference'); ax.bar(x + .2, c[:-1] / max(c[:-1].sum(), 1), .4, label='new')
+                ax.set_xticks(x, labels, rotation=90, fontsize=7)
+            else:
+                ref, x = self.ref_sample[n], as_matrix(new, [n], 'DriftNormalize.plot')[:, 0]
+                x = x[~np.isnan(x)]
+                bins = np.histogram_bin_edges(np.concatenate([ref, x]), bins=40)
+                ax.hist(ref, bins, density=True, alpha=.5, label='reference'); ax.hist(x, bins, density=True, alpha=.5, label='new')
+            ax.set_title(n, fontsize=9); ax.legend(fontsize=7)
+        return fig
+
     # -- helpers
     def _check_setup(self, what):
         if self.names is None: raise ValueError(f"DriftNormalize.{what}: the proc is not set up yet; build a TabularPandas with it first")
 
     def _matrix(self, df, where) -> np.ndarray:
         "The continuous columns of `df` as one validated (rows, columns) float array"
-        return _as_matrix(df, self.names, f"DriftNormalize.{where.strip()}" if where.strip() else 'DriftNormalize')
+        return as_matrix(df, self.names, f"DriftNormalize.{where.strip()}" if where.strip() else 'DriftNormalize')
 
-    def _batch(self, df, where) -> _Batch:
-        "The summary of a batch that scores and updates read: one matrix for a DataFrame, merged chunk summaries otherwise"
+    def _category_references(self, to) -> dict:
+        "The training shares of each categorical column; after `Categorify`, its codes are read through its classes"
+        cats = [c for c in (to.cat_names if self.cat_names is None else self.cat_names) if c not in self.names]
+        missing = [c for c in cats if c not in to.items.columns]
+        if missing: raise KeyError(f"DriftNormalize: categorical column(s) {missing} are missing from the training data")
+        try: classes = to.procs.categorify.classes
+        except AttributeError: classes = {}
+        return {c: CategoryReference.fit(to.items[c], classes.get(c)) for c in cats}
+
+    def _batch(self, df, where) -> BatchSummary:
+        "The summary of a batch that scores and updates read: one summary of a DataFrame, merged chunk summaries otherwise"
         self._check_setup(where)
-        spec = _BatchSpec(self.names, [self.bin_edges[n] for n in self.names], self.sample_size, self.seed,
-                          self.window if self.strategy == 'window' else None)
-        if isinstance(df, pd.DataFrame):
-            return _Batch.of_matrix(self._matrix(df, where) if len(df) else np.empty((0, len(self.names)), np.float32), spec)
-        if isinstance(df, np.ndarray): raise TypeError(f"DriftNormalize.{where}: expected a DataFrame or chunks of one, got {type(df).__name__}")
-        owner = f"DriftNormalize.{where}"   # chunks, parquet or a Dask DataFrame: one pass of mergeable summaries
-        b = ChunkSource(df, self.names, owner=owner).map_reduce(functools.partial(_chunk_batch, spec=spec, owner=owner), _Batch.merge)
-        return b if b is not None else _Batch.of_matrix(np.empty((0, len(self.names)), np.float32), spec)
+        spec = BatchSpec(self.names, [self.bin_edges[n] for n in self.names], self.sample_size, self.seed,
+                         self.window if self.strategy == 'window' else None, self.cat_refs)
+        owner = f"DriftNormalize.{where}"
+        if isinstance(df, pd.DataFrame): return BatchSummary.of_frame(df, spec, owner)
+        if isinstance(df, np.ndarray): raise TypeError(f"{owner}: expected a DataFrame or chunks of one, got {type(df).__name__}")
+        # chunks, parquet or a Dask DataFrame: one pass of mergeable summaries
+        b = ChunkSource(df, self.names + list(self.cat_refs), owner=owner).map_reduce(
+            functools.partial(BatchSummary.of_chunk, spec=spec, owner=owner), BatchSummary.merge)
+        return b if b is not None else BatchSummary.of_frame(pd.DataFrame(), spec, owner)
 
-    def _scores(self, b):
-        names, n_rows, bm = self.names, b.n_rows, b.bm
-        empty = [n for n, c in zip(names, bm.count) if c == 0]
-        if n_rows and empty:
+    # -- scoring
+    def _check_scoring(self, stats, method, thresholds):
+        "Validated `stats` (None: the defaults) and `thresholds` ({column or statistic: number})"
+        allowed = _NUM_STATS + tuple(s for s in _CAT_STATS if s not in _NUM_STATS)
+        stats = None if stats is None else [stats] if isinstance(stats, str) else list(stats)
+        bad = [s for s in (stats or []) if s not in allowed]
+        if bad: raise ValueError(f"DriftNormalize.drift_scores: unknown statistic(s) {bad}; use any of {allowed}")
+        if method != 'auto' and method not in allowed: raise ValueError(f"DriftNormalize.drift_scores: unknown method {method!r}; use 'auto' or one of {allowed}")
+        thresholds = dict(thresholds or {})
+        known = set(self.names) | set(self.cat_refs) | set(allowed)
+        bad = {k: v for k, v in thresholds.items() if k not in known or not isinstance(v, (int, float)) or np.isnan(v)}
+        if bad: raise ValueError(f"DriftNormalize.drift_scores: thresholds {bad} must map a column or a statistic to a number")
+        return stats, thresholds
+
+    def _report(self, b, stats, method, thresholds) -> pd.DataFrame:
+        "The report of batch summary `b`: statistics, counts and each column's verdict"
+        empty = [n for n, c in zip(self.names, b.bm.count) if c == 0] + [n for n, c in b.cat_counts.items() if c[:-1].sum() == 0]
+        if b.n_rows and empty:
             warnings.warn(f"DriftNormalize: column(s) {empty} have no non-missing values in this batch: "
                           "their scores are NaN and they are not updated")
-        psi, ks = np.full(len(names), np.nan), np.full(len(names), np.nan)
+        num, cat = self._numeric_scores(b, stats, method), self._category_scores(b)
+        report = pd.concat([num, cat]) if len(cat) else num
+        report.index.name = 'column'
+        report = self._verdicts(report, method, thresholds)
+        keep = [c for c in report.columns if c not in _NUM_STATS + _CAT_STATS or stats is None or c in stats]
+        return report[keep]
+
+    def _numeric_scores(self, b, stats, method) -> pd.DataFrame:
+        names, n_rows, bm, X = self.names, b.n_rows, b.bm, b.sampled_rows()
+        want_p = method in ('ks_pvalue', 'auto') or 'ks_pvalue' in (stats or [])
+        out = {s: np.full(len(names), np.nan) for s in _NUM_STATS[:-1]}
+        ref_std = np.sqrt(np.asarray(self.ref_state['var'], np.float64))
         for j, name in enumerate(names):
             if bm.count[j] == 0: continue
-            psi[j] = psi_score(self.ref_fracs[name], b.counts[j])
-            ks[j] = ks_statistic(self.ref_sample[name], b.sampled_rows()[:, j])
+            ref, fracs, counts = self.ref_sample[name], self.ref_fracs[name], b.counts[j]
+            out['psi'][j] = psi_score(fracs, counts)
+            out['ks'][j] = ks_statistic(ref, X[:, j])
+            if want_p and (method != 'auto' or self._auto(j) == 'ks_pvalue'): out['ks_pvalue'][j] = ks_pvalue(ref, X[:, j])
+            out['wasserstein'][j] = normed_wasserstein(ref, X[:, j], ref_std[j])
+            out['jensen_shannon'][j], out['hellinger'][j] = jensen_shannon(fracs, counts), hellinger(fracs, counts)
+            out['chi2'][j] = chi2_pvalue(fracs, counts)
+            out['z'][j] = z_test_pvalue(fracs[0], self.ref_state['count'][j], counts[0] / counts.sum(), counts.sum()) if len(fracs) == 2 else np.nan
         centers = np.array([self.centers[n] for n in names]); scales = np.array([self.scales[n] for n in names])
         with np.errstate(invalid='ignore', divide='ignore'):
             nan_frac = 1 - bm.count / n_rows if n_rows else np.full(len(names), np.nan)
-        report = pd.DataFrame({'psi': psi, 'ks': ks, 'mean_shift': np.abs(bm.mean - centers) / scales,
-                               'n': bm.count.astype(np.int64), 'nan_frac': nan_frac, 'mean': bm.mean, 'std': bm.std},
-                              index=pd.Index(names, name='column'))
-        return report, bm
+        return pd.DataFrame({'kind': 'numeric', **out, 'mean_shift': np.abs(bm.mean - centers) / scales,
+                             'n': bm.count.astype(np.int64), 'nan_frac': nan_frac, 'mean': bm.mean, 'std': bm.std}, index=pd.Index(names))
+
+    def _category_scores(self, b) -> pd.DataFrame:
+        rows = {}
+        for name, ref in self.cat_refs.items():
+            c = b.cat_counts[name]
+            obs, missing, n = c[:-1], c[-1], c[:-1].sum()
+            p = np.append(ref.shares, 0.)    # every unseen category in one bucket: JS and Hellinger are the same as per category
+            r = dict(kind='categorical', n=int(n), nan_frac=missing / (n + missing) if n + missing else np.nan)
+            if n: r.update(psi=psi_score(p, obs), chi2=chi2_pvalue(p, obs), jensen_shannon=jensen_shannon(p, obs), hellinger=hellinger(p, obs),
+                           l_infinity=l_infinity(p, obs), unseen_share=obs[-1] / n,
+                           z=z_test_pvalue(p[0], ref.counts.sum(), obs[0] / n, n) if len(ref.labels) + (obs[-1] > 0) <= 2 else np.nan)
+            rows[name] = r
+        cols = ['kind', 'psi', 'chi2', 'z', 'jensen_shannon', 'hellinger', 'l_infinity', 'unseen_share', 'n', 'nan_frac']
+        return pd.DataFrame.from_dict(rows, orient='index', columns=cols).astype({c: float for c in cols[1:8]})
+
+    def _auto(self, j:int) -> str:
+        "Evidently's default statistic for numeric column `j`: by reference rows and distinct values of the reference sample"
+        s = self.ref_sample[self.names[j]]
+        return auto_method(self.ref_state['count'][j], int(np.count_nonzero(np.diff(s))) + 1 if len(s) else 0)
+
+    def _verdicts(self, report, method, thresholds) -> pd.DataFrame:
+        "Each column's `method` (Evidently's choice under 'auto'), `threshold` (overridden per column or statistic), `score` and `drifted`"
+        methods = []
+        for name in report.index:
+            if method != 'auto': methods.append(method); continue
+            if name in self.cat_refs:
+                ref = self.cat_refs[name]
+                methods.append(auto_method(ref.counts.sum(), len(ref.labels) + int(report.loc[name, 'unseen_share'] > 0), categorical=True))
+            else: methods.append(self._auto(self.names.index(name)))
+        report = report.copy()
+        report['method'] = methods
+        report['threshold'] = [float(thresholds.get(n, thresholds.get(m, THRESHOLDS[m]))) for n, m in zip(report.index, methods)]
+        report['score'] = [report.loc[n, m] if m in report.columns else np.nan for n, m in zip(report.index, methods)]
+        report['drifted'] = [is_drifted(m, s, t) for m, s, t in zip(methods, report['score'], report['threshold'])]
+        return report
+
+    def _chunked(self, df, stats, method, thresholds, chunks, chunk_size, period, reference) -> pd.DataFrame:
+        "One report per chunk of `df`, stacked with index (chunk, column); with `reference`, distance thresholds from its chunks (NannyML)"
+        owner = 'DriftNormalize.drift_scores'
+        report = self._chunk_reports(df, stats, method, thresholds, (chunks, chunk_size, period), owner)
+        if reference is None: return report
+        ref = self._chunk_reports(reference, None, method, thresholds, (chunks, chunk_size, period), f"{owner}: reference")
+        report = report.copy()
+        for name in report.index.get_level_values(1).unique():
+            rows, r = report.xs(name, level=1), ref.xs(name, level=1)
+            for m in rows['method'].unique():
+                if m in P_VALUES or name in thresholds or m in thresholds: continue   # p-values keep their level; overrides win
+                try: lo, hi = reference_thresholds(r.loc[r['method'] == m, 'score'])
+                except ValueError as e: raise ValueError(f"{owner}: column {name!r}: {e}") from None
+                at = [(k, name) for k in rows.index[rows['method'] == m]]
+                report.loc[at, 'threshold'] = hi
+                report.loc[at, 'drifted'] = [is_drifted(m, s, hi) for s in report.loc[at, 'score']]
+        return report
+
+    def _chunk_reports(self, df, stats, method, thresholds, how, owner) -> pd.DataFrame:
+        "The reports of the chunks of `df` cut by `how` = (chunks, chunk_size, period), stacked"
+        spec = BatchSpec(self.names, [self.bin_edges[n] for n in self.names], self.sample_size, self.seed, None, self.cat_refs)
+        if isinstance(df, pd.DataFrame):      # each chunk summarised as `drift_scores` would summarise it alone
+            keys = _chunk_keys(df, 0, how, len(df), owner)
+            parts = {k: BatchSummary.of_frame(df.iloc[idx], spec, owner) for k, idx in pd.Series(np.arange(len(df))).groupby(keys, sort=False).groups.items()}
+        else:                                 # chunks, parquet or Dask read in order: each piece of a source chunk merges into its chunk
+            n_total = None
+            if hasattr(df, 'npartitions') and hasattr(df, 'get_partition'):   # Dask: its partitions in order, one at a time
+                n_total = len(df) if how[0] is not None else None
+                df = (part.compute() for part in df.partitions)
+            elif how[0] is not None: raise ValueError(f"{owner}: chunks={how[0]} needs the number of rows up front; over chunks of data pass chunk_size= or period=")
+            parts, offset = {}, 0
+            cols = self.names + list(self.cat_refs) + ([how[2][0]] if how[2] else [])
+            for i, (label, _, chunk) in enumerate(ChunkSource(df, cols, owner=owner).chunks()):
+                keys = _chunk_keys(chunk, offset, how, n_total, owner)
+                for k, idx in pd.Series(np.arange(len(chunk))).groupby(keys, sort=False).groups.items():
+                    b = BatchSummary.of_chunk(chunk.iloc[idx], label, i, spec, owner)
+                    parts[k] = parts[k].merge(b) if k in parts else b
+                offset += len(chunk)
+        if not parts: raise ValueError(f"{owner}: no rows to cut into chunks")
+        reports = {k: self._report(b, stats, method, thresholds) for k, b in parts.items()}
+        return pd.concat(reports, names=['chunk', 'column'])
 
     def _advance(self, X, bm, ok):
         "The state after folding batch `X` (moments `bm`) into the columns flagged `ok`, without touching `self`"
@@ -316,6 +435,27 @@ def _ring_write(col, fill, pos, x):
         fill, pos = min(w, fill + len(x)), (pos + len(x)) % w
     return col, fill, pos
 
+def _chunk_keys(df, offset, how, n_total, owner) -> np.ndarray:
+    "The chunk of each row of `df` (rows `offset`... of the whole): by number of chunks of `n_total` rows, by size, or by period of a date column"
+    chunks, chunk_size, period = how
+    if sum(x is not None for x in how) != 1: raise ValueError(f"{owner}: pass one of chunks=, chunk_size= or period=")
+    pos = offset + np.arange(len(df))
+    if chunks is not None:
+        if not (is_int(chunks) and chunks >= 1): raise ValueError(f"{owner}: chunks={chunks!r} must be a positive integer")
+        starts = np.array([a[0] for a in np.array_split(np.arange(n_total), chunks) if len(a)])
+        return np.searchsorted(starts, pos, side='right') - 1
+    if chunk_size is not None:
+        if not (is_int(chunk_size) and chunk_size >= 1): raise ValueError(f"{owner}: chunk_size={chunk_size!r} must be a positive integer")
+        return pos // chunk_size
+    if not (isinstance(period, (tuple, list)) and len(period) == 2): raise ValueError(f"{owner}: period={period!r} must be (date column, frequency), e.g. ('date', 'M')")
+    col, freq = period
+    if col not in df.columns: raise KeyError(f"{owner}: the period's date column {col!r} is missing from the data")
+    try: dates = pd.to_datetime(df[col])
+    except (ValueError, TypeError) as e: raise TypeError(f"{owner}: the period's date column {col!r} does not hold dates: {e}") from None
+    if dates.isna().any(): raise ValueError(f"{owner}: the period's date column {col!r} has {int(dates.isna().sum())} missing date(s)")
+    return dates.dt.to_period(freq).astype(str).to_numpy()
+
+
 # %% ../nbs/02_drift.ipynb #8bf74f81
 class _DriftFit(FitOnSummary):
     "`DriftNormalize.from_data`: centers and scales as every affine scaler, and the drift reference of the whole source"
@@ -325,10 +465,10 @@ class _DriftFit(FitOnSummary):
         p = self.proc
         return Needs(True, **self.sketch_needs(), sample=p.sample_size, tail=p.window if p.strategy == 'window' else None, seed=p.seed)
 
-    def targets(self, col): return needed_indexes(col.n, quantiles=_edge_fractions(self.proc.n_bins), method='inverted_cdf')
+    def targets(self, col): return needed_indexes(col.n, quantiles=edge_fractions(self.proc.n_bins), method='inverted_cdf')
 
     def state(self, col, got):
-        edges = _bin_edges(col, self.proc.n_bins)   # what `setups` evaluates in memory; exact, or from the sketch
+        edges = bin_edges(col, self.proc.n_bins)   # what `setups` evaluates in memory; exact, or from the sketch
         fracs = np.diff(np.array([0, *col.count_le(edges), col.n], dtype=np.float64)) / col.n
         ref = dict(count=float(col.n), mean=float(col.mom.mean[0]), var=float(col.mom.var[0]), bin_edges=edges, ref_fracs=fracs,
                    ref_sample=np.sort(col.sample.astype(np.float32)), tail=col.tail)

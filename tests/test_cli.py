@@ -28,7 +28,7 @@ def test_the_cli_module_imports_only_the_standard_library():
     assert p.returncode == 0 and p.stdout.strip() == '[]', p.stdout + p.stderr
 
 
-@pytest.mark.parametrize('argv', [['--help'], ['compare', '--help'], ['suggest', '--help']])
+@pytest.mark.parametrize('argv', [['--help'], ['compare', '--help'], ['suggest', '--help'], ['drift', '--help']])
 def test_help_needs_no_heavy_import(argv):
     rc, out, err, heavy = fresh(*argv)
     assert (rc, heavy, err) == (0, [], '')
@@ -228,3 +228,41 @@ def test_suggest_prints_what_auto_applies_in_compare(tmp_path, capsys):
                  '--out', str(tmp_path / 'rep')]) == 0
     line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith('auto applied: '))
     for col, scaler in applied.items(): assert f"{col}" in line.split(scaler)[1].split(')')[0]
+
+
+# ---- issue 25: `fastai_scaling drift` ----------------------------------------------------------------------------
+
+def drift_csvs(tmp_path):
+    r = np.random.default_rng(0)
+    ref = pd.DataFrame({'a': r.normal(size=2000), 'b': r.exponential(size=2000), 'shop': r.choice(['n', 's', 'e'], 2000)})
+    new = pd.DataFrame({'a': r.normal(1, 1, 1500), 'b': r.exponential(size=1500), 'shop': r.choice(['n', 's', 'w'], 1500)})
+    new['date'] = pd.date_range('2025-01-01', periods=1500, freq='h')
+    for name, df in [('ref', ref), ('new', new), ('same', ref.iloc[:1000])]: df.to_csv(tmp_path / f'{name}.csv', index=False)
+    return ref, new
+
+
+def test_drift_command_exits_1_on_dataset_drift_and_writes_the_report(tmp_path):
+    ref, new = drift_csvs(tmp_path)
+    rc, out, err, _ = fresh('drift', '--reference', tmp_path / 'ref.csv', '--new', tmp_path / 'new.csv', '--cats', 'shop',
+                            '--period', 'date:W', '--out', tmp_path / 'rep')
+    assert rc == 1, err
+    lines = out.splitlines()
+    assert lines[1] == "note: the reference has no column 'date': chunks are judged by fixed thresholds"
+    lines = lines[1:]
+    assert [l.split()[0] for l in lines[2:5]] == ['a', 'b', 'shop'] and [l.split()[-1] for l in lines[2:5]] == ['yes', 'no', 'yes']
+    assert lines[-1].startswith('dataset: DRIFTED (2 of 3 columns')
+    scores = pd.read_csv(tmp_path / 'rep' / 'scores.csv', index_col=0)
+    assert scores['drifted'].tolist() == [True, False, True] and scores.loc['shop', 'unseen_share'] == pytest.approx((new['shop'] == 'w').mean())
+    assert len(pd.read_csv(tmp_path / 'rep' / 'chunks.csv')) == 3 * new['date'].dt.to_period('W').nunique()
+    assert (tmp_path / 'rep' / 'report.html').read_text().count('data:image/png;base64') == 2
+
+
+def test_drift_command_exits_0_without_drift_and_2_on_errors(tmp_path):
+    drift_csvs(tmp_path)
+    rc, out, err, _ = fresh('drift', '--reference', tmp_path / 'ref.csv', '--new', tmp_path / 'same.csv', '--cats', 'shop', '--out', tmp_path / 'r')
+    assert rc == 0 and 'dataset: no drift (0 of 3 columns' in out, err
+    for argv, message in [(['--new', tmp_path / 'nope.csv'], 'nope.csv: no such file'), (['--drift-share', '2'], 'at most 1'),
+                          (['--period', 'date'], 'give COL:FREQ'), (['--cats', 'zone'], "['zone'] are missing from the reference")]:
+        args = {'--reference': tmp_path / 'ref.csv', '--new': tmp_path / 'new.csv', **dict(zip(argv[::2], argv[1::2]))}
+        rc, out, err, _ = fresh('drift', *[v for kv in args.items() for v in kv], '--out', tmp_path / 'r')
+        assert rc == 2 and err.startswith('fastai_scaling drift: error: ') and message in err and '\n' not in err, err
