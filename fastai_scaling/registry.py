@@ -78,8 +78,10 @@ TARGET_METHODS = ('standard', 'robust', 'log', 'yeo-johnson', 'quantile')
 DATASETS = ('breast_cancer', 'diabetes')
 
 # the choices `compare` trains on a real table (--csv, --dataset, `table_training`) unless asked otherwise: the best by mean
-# rank on the real-data benchmark (benchmarks/realdata.md: auto 2.83, power 4.33, quantile 4.56 of 9, then the mean/std
-# scalers, 4.89-4.94, of which fastai's own; robust and min-max rank below them), and none for reference
+# rank on the real-data benchmark (benchmarks/realdata.md: auto 3.61, quantile 4.61, robust 4.94, power 5.17, squash 5.28 of 10,
+# min-max 5.39, the mean/std scalers 5.67, of which fastai's own), and none for reference. They were chosen on the run
+# before regression targets were standardized, where robust ranked below Normalize (5.22 against 4.94); now it ranks
+# between the two transforms, and the default stays until the tables kept aside are measured with it
 TABLE_CHOICES = ('none', 'Normalize', 'QuantileNormalize', 'PowerNormalize', 'auto')
 
 # %% ../nbs/06a_registry.ipynb #47e9ba29
