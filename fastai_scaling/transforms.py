@@ -6,6 +6,7 @@ import numpy as np, torch
 from scipy import special, stats
 from fastcore.basics import store_attr, patch
 import functools
+from .cdf import QuantileCDF, blockwise
 from .core import ColumnScaler, is_int
 from .stats import is_zero_spread, handle_zero_spread, quantile_of, sample_positions
 from .summaries import Needs, Request, SummaryFit, SketchOrder, ColumnSummary
@@ -31,100 +32,6 @@ class MonotoneTransform(ColumnScaler):
         else: return 0., e0                        # a constant column: every value encodes to e0
         a = 2 * delta / (hi - lo)
         return a, e0 - a * center
-
-# %% ../nbs/06_transforms.ipynb #a0da86ec
-_BLOCK = 1 << 16   # values per block: a block's float64 intermediates fit in a core's L2 cache
-
-def _blockwise(f, x):
-    "The elementwise map `f` applied to consecutive blocks of `x`, collected as float32 (what encoding stores)"
-    out = np.empty(len(x), np.float32)
-    for i in range(0, len(x), _BLOCK): out[i:i + _BLOCK] = f(x[i:i + _BLOCK])
-    return out
-
-# %% ../nbs/06_transforms.ipynb #3c9c450e
-def _order_keys(x):
-    "uint64 keys of the float64 array `x` that sort as its values do (-0.0 one below +0.0, NaN beyond the infinities)"
-    # IEEE floats sort as sign-magnitude integers: negatives need all bits flipped, positives only the sign bit set
-    return x.view(np.uint64) ^ ((x.view(np.int64) >> 63).view(np.uint64) | np.uint64(1 << 63))
-
-_NEG_ZERO_KEY = int(_order_keys(np.array([-0.0]))[0])
-_MIN_VALUES = 1 << 12   # a table takes ~0.3 ms to build, what np.interp takes for ~4,000 values: fewer are binary-searched
-_CELLS = 1 << 16        # most cells of the table; 64K positions (512 KiB) stay in a core's L2 cache
-_MAX_STEPS = 3          # distinct quantiles a cell may hold before its values are binary-searched instead
-
-# %% ../nbs/06_transforms.ipynb #e10b03a4
-class _QuantileCDF:
-    "`QuantileNormalize`'s map onto [0, 1]: np.interp of the quantiles `q` onto `linspace(0, 1, len(q))`, averaged with the downward interpolation where quantiles tie"
-    def __init__(self, q, n_values:int):   # n_values: how many values it will map, in blocks or at once
-        self.q = np.ascontiguousarray(q, dtype=np.float64)
-        self.refs, self.ties = np.linspace(0, 1, len(self.q)), bool((self.q[1:] == self.q[:-1]).any())
-        self.fast = n_values >= _MIN_VALUES
-        if self.fast: self._terms(); self._table(min(_CELLS, n_values >> 5))
-
-    def reference(self, x):
-        "The definition, as scikit-learn: np.interp's binary search per value (~80 ns each)"
-        y = np.interp(x, self.q, self.refs)
-        if self.ties: y = .5 * (y - np.interp(-x, -self.q[::-1], -self.refs[::-1]))
-        return y
-
-    def _terms(self):
-        "np.interp's terms indexed by k = #(q <= x), for a vectorized formula that repeats its arithmetic"
-        q, refs, n = self.q, self.refs, len(self.q)
-        with np.errstate(all='ignore'): slope = (refs[1:] - refs[:-1]) / (q[1:] - q[:-1])  # as np.interp
-        # k = 0 and k = n (beyond the ends) get np.interp's end values through a zero slope
-        self.xp, self.fp, self.slope = np.r_[q[0], q], np.r_[refs[0], refs], np.r_[0., slope, 0.]
-        # the downward interpolation starts from m = #(q < x), at q[m]
-        self.xp_down, self.fp_down = np.r_[q, q[-1]], np.r_[refs, 1.]
-        self.first = np.r_[0, np.searchsorted(q, q, 'left')]                                  # k -> #(q < q[k-1])
-        self.next_q, self.after = np.r_[q, np.inf], np.r_[np.searchsorted(q, q, 'right'), n]  # k -> q[k], #(q <= q[k])
-
-# %% ../nbs/06_transforms.ipynb #b40c1601
-@patch
-def _table(self:_QuantileCDF, cells):
-    "k = #(q < x) at the start of each cell, a range of order keys; the outer cells lie wholly beyond q's ends"
-    keys = _order_keys(self.q)
-    keys[self.q == 0] = _NEG_ZERO_KEY                                  # -0.0 >= 0.0: a zero quantile counts for both zeros
-    lo, hi, s = int(keys[0]), int(keys[-1]), 1                         # s >= 1: shifted keys fit in int64
-    while (hi >> s) - (lo >> s) + 3 > cells: s += 1
-    self.shift, self.base = np.uint64(s), max((lo >> s) - 1, 0)        # base 0: no key lies below cell 0 anyway
-    self.k_at_start = np.searchsorted((keys >> self.shift).astype(np.int64), np.arange(self.base, (hi >> s) + 2), 'left')
-    # a value may lie past the distinct quantiles of its own cell: one vectorized step each, or a binary search if many
-    steps = np.bincount((np.unique(keys) >> self.shift).astype(np.int64) - self.base, minlength=len(self.k_at_start))
-    self.n_steps = min(int(steps.max()), _MAX_STEPS)
-    self.search = steps > _MAX_STEPS if steps.max() > _MAX_STEPS else None
-
-@patch
-def counts(self:_QuantileCDF, x):
-    "#(q <= x) for each value of the float64 array `x` (any count for NaN)"
-    cell = (_order_keys(x) >> self.shift).view(np.int64) - self.base
-    k = np.take(self.k_at_start, cell, mode='clip')                    # values beyond the ends clip into the outer cells
-    if self.search is not None:
-        i = np.flatnonzero(np.take(self.search, cell, mode='clip'))
-        k[i] = np.searchsorted(self.q, x[i], 'right')
-    for _ in range(self.n_steps): k = np.where(x >= np.take(self.next_q, k), np.take(self.after, k), k)
-    return k
-
-# %% ../nbs/06_transforms.ipynb #c7d2e5a1
-@patch
-def __call__(self:_QuantileCDF, x):
-    "The [0, 1] values of `x`, float64: with a table, np.interp's arithmetic operation for operation, so the same to the bit"
-    x = np.ascontiguousarray(x, dtype=np.float64)
-    if not self.fast: return self.reference(x)
-    k = self.counts(x)
-    xp = np.take(self.xp, k)
-    with np.errstate(invalid='ignore', over='ignore'):
-        y = np.take(self.slope, k) * (x - xp) + np.take(self.fp, k)
-        if self.ties:   # -np.interp(-x, -q[::-1], -refs[::-1]) is these operations mirrored: fp[m] - slope * (q[m] - x)
-            m = np.where(xp == x, np.take(self.first, k), k)
-            y += np.take(self.fp_down, m) - np.take(self.slope, m) * (np.take(self.xp_down, m) - x)
-            y *= .5
-    # NaN from a finite value: an infinite slope (quantiles a few subnormals apart) or an overflowing difference,
-    # where np.interp takes special cases; it maps those few values
-    bad = np.isnan(y)
-    if bad.any():
-        bad &= ~np.isnan(x)
-        if bad.any(): y[bad] = self.reference(x[bad])
-    return y
 
 # %% ../nbs/06_transforms.ipynb #4a0bacf6
 _BOUNDS = 1e-7                                                 # scikit-learn's BOUNDS_THRESHOLD, here only the normal output's clip
@@ -196,7 +103,7 @@ class QuantileNormalize(MonotoneTransform):
             if not normal: return y
             y = special.ndtri(y)
             return np.clip(y, -_NORMAL_END, _NORMAL_END, out=y)
-        cdf = _QuantileCDF(q, len(x))   # tied quantiles: it averages the upward and downward interpolations, as scikit-learn
+        cdf = QuantileCDF(q, len(x))   # tied quantiles: it averages the upward and downward interpolations, as scikit-learn
         def encode(x):
             y = cdf(x)
             # Only values strictly beyond the training range take the ends (the CDF already gives them 0 and 1; the
@@ -213,7 +120,7 @@ class QuantileNormalize(MonotoneTransform):
             if not normal: return y
             y = special.ndtri(y)
             return np.clip(y, -_NORMAL_END, _NORMAL_END, out=y)
-        return _blockwise(encode, x)
+        return blockwise(encode, x)
 
     def decode_column(self, name, x):
         q = self.quantiles[name]
@@ -305,7 +212,7 @@ class PowerNormalize(MonotoneTransform):
         def encode(x):
             y = self._forward(x.astype(np.float64, copy=False), lmbda)
             return (y - mean) / std if self.standardize else y
-        return _blockwise(encode, x)
+        return blockwise(encode, x)
 
     def decode_column(self, name, x):
         if self.standardize: x = x * self.stds[name] + self.means[name]
@@ -355,9 +262,8 @@ def _interp_tensor(x, xp, fp):
     return torch.where(x >= xp[-1], fp[-1], torch.where(x < xp[0], fp[0], y))
 
 def _quantile_terms(q, device) -> dict:
-    "`_QuantileCDF`'s terms of the quantiles `q` (np.interp's, indexed by #(q <= x)) as float64 / int64 tensors on `device`"
-    cdf = _QuantileCDF(q, 0)
-    cdf._terms()
+    "`QuantileCDF`'s terms of the quantiles `q` (np.interp's, indexed by #(q <= x)) as float64 / int64 tensors on `device`"
+    cdf = QuantileCDF(q, 0).terms()
     t = lambda a: torch.as_tensor(np.ascontiguousarray(a), device=device)
     return dict(q=t(cdf.q), refs=t(cdf.refs), xp=t(cdf.xp), fp=t(cdf.fp), slope=t(cdf.slope), first=t(cdf.first),
                 xp_down=t(cdf.xp_down), fp_down=t(cdf.fp_down), ties=cdf.ties)
@@ -371,7 +277,7 @@ def encode_column_tensor(self:QuantileNormalize, name, t):
         y = torch.where(x < q[0] - band, 0., torch.where(x > q[0] + band, 1., .5)).to(torch.float64)
     else:
         T = self.device_state('terms', t.device, lambda: _quantile_terms(q, t.device))
-        k = torch.searchsorted(T['q'], x, right=True)   # #(q <= x): the table of `_QuantileCDF`, by binary search
+        k = torch.searchsorted(T['q'], x, right=True)   # #(q <= x): the table of `QuantileCDF`, by binary search
         xp = T['xp'][k]
         y = T['slope'][k] * (x - xp) + T['fp'][k]
         if T['ties']:

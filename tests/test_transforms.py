@@ -10,7 +10,7 @@ from sklearn.datasets import load_breast_cancer, load_diabetes
 from sklearn.preprocessing import QuantileTransformer, PowerTransformer
 from fastai.tabular.all import TabularPandas, RandomSplitter
 from fastai_scaling.transforms import QuantileNormalize, PowerNormalize, MonotoneTransform
-from fastai_scaling.transforms import _QuantileCDF, _MIN_VALUES, _BLOCK
+from fastai_scaling.cdf import QuantileCDF, _MIN_VALUES, _BLOCK
 from fractions import Fraction
 import math
 
@@ -110,7 +110,7 @@ def test_box_cox_matches_sklearn(table):
 
 
 # ---- fast encoding: the same values as the definitions ----------------------------------------------------------
-# QuantileNormalize maps large columns through a lookup table (`_QuantileCDF`) instead of np.interp's binary search,
+# QuantileNormalize maps large columns through a lookup table (`QuantileCDF`) instead of np.interp's binary search,
 # and both transforms encode in blocks; these pin the results to the straightforward formulas they replace.
 
 def interp_reference(x, q):
@@ -158,7 +158,7 @@ def quantiles_and_values(kind, seed, dtype, n_quantiles, n=5000):
 def test_quantile_table_maps_as_np_interp(kind, seed, dtype, n_quantiles, n_values):
     q, x = quantiles_and_values(kind, seed, dtype, n_quantiles)
     assume(len(q) > 1)                                  # one quantile: the constant column's own rule, no interpolation
-    y, expected = _QuantileCDF(q, n_values)(x), interp_reference(x, q)
+    y, expected = QuantileCDF(q, n_values)(x), interp_reference(x, q)
     np.testing.assert_array_equal(np.isnan(y), np.isnan(expected))      # NaN where x is (and where np.interp's own ends overflow)
     np.testing.assert_allclose(y, expected, rtol=0, atol=1e-12)
 
@@ -174,21 +174,21 @@ def test_quantile_table_maps_arbitrary_values_as_np_interp(train, x, n_quantiles
     q = QuantileNormalize(n_quantiles=n_quantiles).fit_state(train)[0]
     assume(len(q) > 1 and np.isfinite(q).all())
     x = np.r_[x, train, q].astype(train.dtype)
-    np.testing.assert_allclose(_QuantileCDF(q, _MIN_VALUES)(x), interp_reference(x, q), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(QuantileCDF(q, _MIN_VALUES)(x), interp_reference(x, q), rtol=0, atol=1e-12)
 
 def test_quantile_table_takes_every_path():
     "A value's count comes from its cell, then steps over the quantiles inside it, or a binary search in a crowded cell"
     q, x = quantiles_and_values('skewed', 0, np.float64, 1000)
-    coarse, fine = _QuantileCDF(q, _MIN_VALUES), _QuantileCDF(q, 1 << 22)
+    coarse, fine = QuantileCDF(q, _MIN_VALUES), QuantileCDF(q, 1 << 22)
     assert coarse.search is not None and fine.search is None and fine.n_steps > 0
     for cdf in (coarse, fine): np.testing.assert_array_equal(cdf.counts(x[~np.isnan(x)]), np.searchsorted(q, x[~np.isnan(x)], 'right'))
-    small = _QuantileCDF(q, _MIN_VALUES - 1)                                     # few values: np.interp itself
+    small = QuantileCDF(q, _MIN_VALUES - 1)                                     # few values: np.interp itself
     assert not small.fast
     np.testing.assert_array_equal(small(x), interp_reference(x, q))
     # quantiles a few subnormals apart: infinite slopes, where np.interp's special cases decide
     q = np.array([0., 5e-324, 1e-323, 1.])
     x = np.r_[q, 2.5e-324, 0.5, -1., 2., np.nan]
-    np.testing.assert_array_equal(_QuantileCDF(q, _MIN_VALUES)(x), interp_reference(x, q))
+    np.testing.assert_array_equal(QuantileCDF(q, _MIN_VALUES)(x), interp_reference(x, q))
 
 @pytest.mark.parametrize('kind', list(COLUMNS))
 @pytest.mark.parametrize('dtype', [np.float32, np.float64])
@@ -407,7 +407,7 @@ def wavelength(dtype, seed=0):
     return np.random.default_rng(seed).uniform(4e-7, 7e-7, 2000).astype(dtype)
 
 def codes_of(x, output='normal', table=False):
-    "Codes of the training column `x`, and its quantiles; `table`: encoded three times over, through `_QuantileCDF`'s table"
+    "Codes of the training column `x`, and its quantiles; `table`: encoded three times over, through `QuantileCDF`'s table"
     q = QuantileNormalize().fit_state(x)[0]
     proc = QuantileNormalize.from_stats({'c': q}, output_distribution=output)
     if not table: return proc.encode_column('c', x), q
