@@ -48,9 +48,9 @@ class _Batch:
 
     @classmethod
     def of_matrix(cls, X, spec):
-        "A whole batch in memory: KS reads `sample_size` rows drawn by a seeded `rng.choice` (all rows when there are no more)"
+        "A whole batch in memory: KS reads `sample_size` rows drawn by `sample_positions`, seeded (all rows when there are no more)"
         pos = sample_positions(len(X), spec.sample_size, np.random.default_rng(spec.seed))
-        return cls(len(X), moments(X), [bin_counts(X[:, j], e) for j, e in enumerate(spec.edges)], X if pos is None else X[np.sort(pos)], rows=X)
+        return cls(len(X), moments(X), [bin_counts(X[:, j], e) for j, e in enumerate(spec.edges)], X if pos is None else X[pos], rows=X)
 
     @classmethod
     def of_chunk(cls, X, index, spec):

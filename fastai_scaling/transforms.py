@@ -41,6 +41,9 @@ _NORMAL_END_STORED = min(_NORMAL_END, float(np.float32(_NORMAL_END)))
 # a column constant in training spans at most max(10 eps of its dtype, n float64 eps) of its magnitude (`is_zero_spread`):
 # under this for float32, and for float64 below 5e9 rows; new values this close to it count as that value
 _CONSTANT_BAND = 10 * float(np.finfo(np.float32).eps)
+# a column is subsampled only when it is at least this many times longer than the sample: below, drawing, gathering and
+# sorting the sample costs more than sorting every value (numpy's vectorized sort; see Speed)
+_SAMPLE_FROM = 4
 
 class QuantileNormalize(MonotoneTransform):
     "Map each continuous column through its training empirical CDF onto a standard normal (RankGauss) or onto [0, 1]"
@@ -48,7 +51,7 @@ class QuantileNormalize(MonotoneTransform):
     def __init__(self,
                  n_quantiles:int=1000,                # points of the empirical CDF kept per column (fewer if fewer training values)
                  output_distribution:str='normal',    # 'normal' or 'uniform'
-                 subsample:int|None=1_000_000,        # quantiles come from at most this many training values per column
+                 subsample:int|None=1_000_000,        # quantiles from a uniform sample of this many training values of a column 4x as long or longer
                  noise:float|None=None,               # std of Gaussian noise added to training values, relative to the column's std
                  seed:int=0,                          # seed of the subsample and the noise
                  cols=None):                          # the continuous columns to scale; None: all of them
@@ -75,8 +78,12 @@ class QuantileNormalize(MonotoneTransform):
 
     def fit_state(self, x):
         rng = np.random.default_rng(self.seed)
-        pos = sample_positions(len(x), self.subsample, rng)
+        pos = self._sample(len(x), rng)
         return self._quantiles(x if pos is None else x[pos], rng, self.noise)
+
+    def _sample(self, n, rng):
+        "Positions (ascending) of the `subsample` of `n` training values that the quantiles come from, or None for all of them"
+        return None if self.subsample is None or n < _SAMPLE_FROM * self.subsample else sample_positions(n, self.subsample, rng)
 
     def summary_fit(self, exact, k, fit_sample, owner): return _QuantileFit(self, exact, k, fit_sample, owner)
 
@@ -338,17 +345,18 @@ class _QuantileFit(SummaryFit):
     def request(self, col):
         p = self.proc
         if not self.exact: return Request(noisy=(col.sketch.k, p.noise * float(col.mom.std[0]), p.seed)) if p.noise else None
-        pos = sample_positions(col.n, p.subsample, np.random.default_rng(p.seed))   # they depend on the count and the seed only
-        return Request(gather='all' if pos is None else np.sort(pos))
+        pos = p._sample(col.n, np.random.default_rng(p.seed))   # they depend on the count and the seed only
+        return Request(gather='all' if pos is None else pos)
 
     def state(self, col, got):
         p = self.proc
         if self.exact:
             if isinstance(got.request.gather, str): return self.fit(p.fit_state, col, got.values)
-            # in memory: x[rng.choice(n, subsample)], then the noise from the same rng. `got` holds the values at the sorted
-            # positions: put them in `choice` order and go on with the advanced rng
+            # in memory: x[positions], then the noise from the same rng. `got` holds the values at those positions: go on
+            # with the rng advanced past them
             rng = np.random.default_rng(p.seed)
-            return self.fit(p._quantiles, col, got.values[np.searchsorted(got.request.gather, sample_positions(col.n, p.subsample, rng))], rng, p.noise)
+            p._sample(col.n, rng)
+            return self.fit(p._quantiles, col, got.values, rng, p.noise)
         if p.noise:   # the quantiles of the noisy values, as sketched in pass 2 (float64, as noisy values are)
             lo, hi = got.sketch.extremes()
             col = ColumnSummary(col.name, col.n, np.float64, lo, hi, col.mom, SketchOrder(got.sketch, col.n, lo, hi, np.float64))

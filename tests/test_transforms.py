@@ -247,6 +247,18 @@ def test_subsample_bounds_the_values_quantiles_come_from(table):
     np.testing.assert_allclose(sub[10:90], full[10:90], rtol=0.25)        # a sample of the same distribution
     train = df['lognormal'].iloc[splits[0]].to_numpy()
     assert np.isin(sub[[0, -1]], train).all()                             # ends are sampled training values
+    # as many quantiles as sampled values: the quantiles are the sample itself (to rounding), 500 distinct training values
+    exact = the_proc(fit(df, QuantileNormalize(n_quantiles=500, subsample=500), ['lognormal'], splits)).quantiles['lognormal']
+    nearest = train[np.abs(train[:, None] - exact).argmin(0)]
+    assert len(np.unique(nearest)) == 500
+    np.testing.assert_allclose(exact, nearest, rtol=1e-12)
+
+def test_a_column_shorter_than_four_subsamples_is_not_subsampled(table):
+    "Sorting 2,400 values costs less than drawing, gathering and sorting a sample of 601 of them: all are used"
+    df, _, splits = table
+    q = lambda **kw: the_proc(fit(df, QuantileNormalize(n_quantiles=100, **kw), ['lognormal'], splits)).quantiles['lognormal']
+    np.testing.assert_array_equal(q(subsample=601), q(subsample=None))
+    assert not np.array_equal(q(subsample=600), q(subsample=None))
 
 @pytest.mark.parametrize('make, message', [
     (lambda: QuantileNormalize(n_quantiles=1), 'n_quantiles'), (lambda: QuantileNormalize(n_quantiles=2.5), 'n_quantiles'),
