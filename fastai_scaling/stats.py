@@ -300,7 +300,7 @@ class Sketch:
         return self.lo, self.hi
 
     @property
-    def k(self): return self.kll.get_k()
+    def k(self): return self.kll.k
     def is_empty(self) -> bool: return self.n == 0
     def quantiles(self, ranks) -> np.ndarray:
         "Values at normalized `ranks`, the ends exact"

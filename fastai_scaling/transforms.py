@@ -2,17 +2,18 @@
 
 # %% ../nbs/06_transforms.ipynb #f7fff503
 from __future__ import annotations
-import numpy as np, torch
+import numpy as np, pandas as pd, torch
 from scipy import special, stats
 from fastcore.basics import store_attr, patch
 import functools
 from .cdf import QuantileCDF, blockwise
 from .core import ColumnScaler, is_int
 from .stats import is_zero_spread, handle_zero_spread, quantile_of, sample_positions
+from .sources import column_values
 from .summaries import Needs, Request, SummaryFit, SketchOrder, ColumnSummary
 
 # %% auto #0
-__all__ = ['MonotoneTransform', 'QuantileNormalize', 'PowerNormalize']
+__all__ = ['QUANTILE_RECIPES', 'MonotoneTransform', 'QuantileNormalize', 'PowerNormalize']
 
 # %% ../nbs/06_transforms.ipynb #76e11426
 class MonotoneTransform(ColumnScaler):
@@ -49,17 +50,27 @@ class QuantileNormalize(MonotoneTransform):
     "Map each continuous column through its training empirical CDF onto a standard normal (RankGauss) or onto [0, 1]"
     state_names = ('quantiles',)
     def __init__(self,
-                 n_quantiles:int=1000,                # points of the empirical CDF kept per column (fewer if fewer training values)
+                 n_quantiles:int|None=None,           # points of the empirical CDF kept per column: 1000 (fewer if fewer training values)
                  output_distribution:str='normal',    # 'normal' or 'uniform'
                  subsample:int|None=1_000_000,        # quantiles from a uniform sample of this many training values of a column 4x as long or longer
                  noise:float|None=None,               # std of Gaussian noise added to training values, relative to the column's std
                  seed:int=0,                          # seed of the subsample and the noise
-                 cols=None):                          # the continuous columns to scale; None: all of them
+                 cols=None,                           # the continuous columns to scale; None: all of them
+                 recipe:str|None=None):               # a published noisy RankGauss (`QUANTILE_RECIPES`): it sets n_quantiles, subsample and noise
         super().__init__(cols)
-        if not (is_int(n_quantiles) and n_quantiles >= 2): raise ValueError(f"QuantileNormalize: n_quantiles={n_quantiles!r} must be an integer >= 2")
+        if recipe is not None:
+            if recipe not in QUANTILE_RECIPES: raise ValueError(f"QuantileNormalize: recipe={recipe!r} is not one of {', '.join(map(repr, QUANTILE_RECIPES))}")
+            given = [f"{k}={v!r}" for k, v, default in (('n_quantiles', n_quantiles, None), ('subsample', subsample, 1_000_000),
+                     ('noise', noise, None), ('output_distribution', output_distribution, 'normal')) if v != default]
+            if given: raise ValueError(f"QuantileNormalize: recipe={recipe!r} sets n_quantiles, subsample and noise itself (and a normal output); "
+                                       f"{', '.join(given)} conflicts with it: pass either the recipe or your own options")
+            subsample = None   # the references: subsample=1e9, more than any column held in memory
+        elif n_quantiles is None: n_quantiles = 1000
+        if not (n_quantiles is None or is_int(n_quantiles) and n_quantiles >= 2):
+            raise ValueError(f"QuantileNormalize: n_quantiles={n_quantiles!r} must be an integer >= 2")
         if output_distribution not in ('normal', 'uniform'):
             raise ValueError(f"QuantileNormalize: output_distribution must be 'normal' or 'uniform', not {output_distribution!r}")
-        if subsample is not None and not (is_int(subsample) and subsample >= n_quantiles):
+        if subsample is not None and not (is_int(subsample) and subsample >= (n_quantiles or 0)):
             raise ValueError(f"QuantileNormalize: subsample={subsample!r} must be None or an integer >= n_quantiles ({n_quantiles})")
         if noise is not None and not (isinstance(noise, (int, float)) and np.isfinite(noise) and noise >= 0):
             raise ValueError(f"QuantileNormalize: noise={noise!r} must be None or a number >= 0")
@@ -77,6 +88,7 @@ class QuantileNormalize(MonotoneTransform):
         return (q,)
 
     def fit_state(self, x):
+        if self.recipe: return self._published(len(x)).fit_state(_recipe_noisy(self.recipe, self.seed, [x])[0])   # a one-column matrix
         rng = np.random.default_rng(self.seed)
         pos = self._sample(len(x), rng)
         return self._quantiles(x if pos is None else x[pos], rng, self.noise)
@@ -84,6 +96,16 @@ class QuantileNormalize(MonotoneTransform):
     def _sample(self, n, rng):
         "Positions (ascending) of the `subsample` of `n` training values that the quantiles come from, or None for all of them"
         return None if self.subsample is None or n < _SAMPLE_FROM * self.subsample else sample_positions(n, self.subsample, rng)
+
+    def fit(self, df, names):
+        if self.recipe is None or not names: return super().fit(df, names)
+        # a recipe draws its noise over the matrix of the training columns, then fits the noisy columns as published
+        noisy = _recipe_noisy(self.recipe, self.seed, [column_values(df[n], n) for n in names])
+        return self._published(len(df)).fit(pd.DataFrame(dict(zip(names, noisy))), names)
+
+    def _published(self, n_rows):
+        "The plain fit a recipe makes of its noisy training values: scikit-learn's `QuantileTransformer` as the references set it up"
+        return QuantileNormalize(n_quantiles=max(min(n_rows // 30, 1000), 10), subsample=None)
 
     def summary_fit(self, exact, k, fit_sample, owner): return _QuantileFit(self, exact, k, fit_sample, owner)
 
@@ -95,10 +117,11 @@ class QuantileNormalize(MonotoneTransform):
         lo, hi = float(s[0]), float(s[-1])   # `s` may be a from_data summary: it answers indexing, not min/max
         if is_zero_spread(hi - lo, s.dtype, max(abs(lo), abs(hi)), len(s)):
             return (np.array([float(np.median(s))]),)        # constant to its precision: one point, see `encode_column`
-        # the grid scikit-learn's `nanpercentile` reads, with numpy's own index and interpolation arithmetic (in float64)
-        # on the sorted values: bit for bit its quantiles, so tied values encode as scikit-learn encodes them
+        # the grid scikit-learn's `nanpercentile` reads, with numpy's own index and interpolation arithmetic on the sorted
+        # values in their dtype (float32 differences stay float32, as numpy's): bit for bit its quantiles, so tied values
+        # encode as scikit-learn encodes them
         grid = np.linspace(0, 1, min(self.n_quantiles, len(s))) * 100 / 100
-        return (np.maximum.accumulate(quantile_of(lambda i: s[i].astype(np.float64), len(s), grid)),)
+        return (np.maximum.accumulate(quantile_of(lambda i: s[i], len(s), grid)),)
 
     def encode_column(self, name, x):
         q = self.quantiles[name]
@@ -112,18 +135,15 @@ class QuantileNormalize(MonotoneTransform):
             return np.clip(y, -_NORMAL_END, _NORMAL_END, out=y)
         cdf = QuantileCDF(q, len(x))   # tied quantiles: it averages the upward and downward interpolations, as scikit-learn
         def encode(x):
+            # Only values strictly beyond the training range take the ends: the CDF gives them exactly 0 and 1 (np.interp's
+            # end values; zero slopes beyond the ends). A value equal to an end keeps its CDF value: 0 or 1 where the end is
+            # one quantile, as scikit-learn, the middle of its rank interval where the end is tied. scikit-learn's absolute
+            # band of 1e-7 would send tied ends to +-5.2, differently in float32 (4 + 1e-7 == 4) and float64, and swallow
+            # columns in small units. The comparisons are exact: float32 values meet the float64 quantiles in float64.
             y = cdf(x)
-            # Only values strictly beyond the training range take the ends (the CDF already gives them 0 and 1; the
-            # comparison states the rule). A value equal to an end keeps its CDF value: 0 or 1 where the end is one quantile, as
-            # scikit-learn, the middle of its rank interval where the end is tied. scikit-learn's absolute band of 1e-7
-            # would send tied ends to +-5.2, differently in float32 (4 + 1e-7 == 4) and float64, and swallow columns
-            # in small units. The comparisons are exact: float32 values meet the float64 quantiles in float64.
-            with np.errstate(invalid='ignore'): low, high = x < q[0], x > q[-1]
             # the average of the two interpolations can round a hair below 0 or above 1 beside tied quantiles (a value
             # a subnormal above a tied 0): a probability it is not, and the normal's inverse would make it NaN
             np.clip(y, 0., 1., out=y)
-            y[high] = 1.
-            y[low] = 0.
             if not normal: return y
             y = special.ndtri(y)
             return np.clip(y, -_NORMAL_END, _NORMAL_END, out=y)
@@ -143,6 +163,39 @@ class QuantileNormalize(MonotoneTransform):
 
     def encoded_center(self, name):
         return (0., .1) if self.output_distribution == 'normal' else (.5, .02)
+
+# %% ../nbs/06_transforms.ipynb #cc893811
+# the published noisy RankGauss recipes, by the code each reproduces (see "Published recipes")
+QUANTILE_RECIPES = {
+    'tabm': "TabM's example.ipynb: np.random.default_rng(seed).normal(0.0, 1e-5, X.shape).astype(X.dtype)",
+    'tabm-paper': "TabM's paper/lib/data.py (noisy-quantile): np.random.RandomState(seed).normal(0.0, 1e-5, X.shape).astype(X.dtype)",
+    'rtdl': "rtdl-num-embeddings' lib/data.py: 1e-3 / np.maximum(np.std(X, axis=0), 1e-3) * np.random.default_rng(seed).standard_normal(X.shape)",
+}
+_NOISE_ROWS = 1 << 14   # rows of the noise matrix drawn at a time: consecutive draws continue one stream, so blocks equal one draw
+
+def _recipe_std(recipe, std) -> float:
+    "The std of the noise `recipe` adds to a column of standard deviation `std`"
+    return 1e-3 / max(std, 1e-3) if recipe == 'rtdl' else 1e-5
+
+def _recipe_dtype(recipe, dtype):
+    "The dtype `recipe` adds its noise in, to a column of `dtype` (None: float64, as rtdl's float64 noise makes it)"
+    return None if recipe == 'rtdl' else dtype
+
+def _recipe_noisy(recipe, seed, cols:list) -> list:
+    "The training columns `cols` (arrays of one length, NaN for missing, in the proc's order) plus `recipe`'s noise, drawn over their matrix row by row as the reference draws it"
+    n, c = len(cols[0]), len(cols)
+    rng = np.random.RandomState(seed) if recipe == 'tabm-paper' else np.random.default_rng(seed)
+    if recipe == 'rtdl':   # np.std(X, axis=0) in X's dtype, column by column: what numpy computes for a column-major X
+        # (as `DataFrame.to_numpy()` gives); on a row-major X its sums run in another order and may differ in the last bits
+        scale = np.array([1e-3 / np.maximum((np.nanstd if np.isnan(x).any() else np.std)(x), 1e-3) for x in cols])
+    out = [np.empty(n, np.float64 if recipe == 'rtdl' else x.dtype) for x in cols]
+    for i in range(0, n, _NOISE_ROWS):
+        b = min(_NOISE_ROWS, n - i)
+        if recipe == 'rtdl': z = rng.standard_normal((b, c)) * scale   # float64: the float32 std times float64 draws
+        else: z = rng.normal(0.0, 1e-5, (b, c))
+        for j, x in enumerate(cols):   # tabm: the noise cast to the column's dtype, and added in it
+            np.add(x[i:i + b], z[:, j] if recipe == 'rtdl' else z[:, j].astype(x.dtype), out=out[j][i:i + b])
+    return out
 
 # %% ../nbs/06_transforms.ipynb #0864b496
 class PowerNormalize(MonotoneTransform):
@@ -338,15 +391,28 @@ def decode_column_tensor(self:PowerNormalize, name, t):
 # %% ../nbs/06_transforms.ipynb #15a1f1fb
 class _QuantileFit(SummaryFit):
     "`QuantileNormalize.from_data`: exact, its own fit on the values its in-memory fit reads; sketched, on a sketch of every value"
-    def passes(self): return 2 if self.exact or self.proc.noise else 1
+    def passes(self): return 2 if self.exact or self.noisy else 1
 
-    def needs(self): return Needs(bool(self.proc.noise)) if self.exact else Needs(bool(self.proc.noise), **self.sketch_needs())
+    @property
+    def noisy(self): return bool(self.proc.noise or self.proc.recipe)
+
+    def needs(self): return Needs(self.noisy) if self.exact else Needs(self.noisy, **self.sketch_needs())
 
     def request(self, col):
         p = self.proc
-        if not self.exact: return Request(noisy=(col.sketch.k, p.noise * float(col.mom.std[0]), p.seed)) if p.noise else None
+        if not self.exact:
+            if p.recipe:   # the recipe's noise, value by value: equal in distribution to the matrix drawn in memory
+                return Request(noisy=(col.sketch.k, _recipe_std(p.recipe, float(col.mom.std[0])), p.seed, _recipe_dtype(p.recipe, col.dtype)))
+            return Request(noisy=(col.sketch.k, p.noise * float(col.mom.std[0]), p.seed)) if p.noise else None
+        if p.recipe: return Request(gather='rows')   # its noise is drawn over the matrix of all columns: every row of each
         pos = p._sample(col.n, np.random.default_rng(p.seed))   # they depend on the count and the seed only
         return Request(gather='all' if pos is None else pos)
+
+    def result(self, cols, got):
+        p = self.proc
+        if not (p.recipe and self.exact): return super().result(cols, got)
+        names = list(cols)   # the in-memory fit of the training matrix: the same noise, the same quantiles
+        return p.set_state(dict(zip(p.state_names, p.fit(pd.DataFrame({n: got[n].values for n in names}), names))))
 
     def state(self, col, got):
         p = self.proc
@@ -357,10 +423,12 @@ class _QuantileFit(SummaryFit):
             rng = np.random.default_rng(p.seed)
             p._sample(col.n, rng)
             return self.fit(p._quantiles, col, got.values, rng, p.noise)
-        if p.noise:   # the quantiles of the noisy values, as sketched in pass 2 (float64, as noisy values are)
+        if self.noisy:   # the quantiles of the noisy values, as sketched in pass 2 (in the dtype the noise is added in)
             lo, hi = got.sketch.extremes()
-            col = ColumnSummary(col.name, col.n, np.float64, lo, hi, col.mom, SketchOrder(got.sketch, col.n, lo, hi, np.float64))
-        return self.fit(p._quantiles, col, col, None, None)   # every value, sketched: no subsample, the noise is in the sketch
+            dtype = np.dtype(got.request.noisy[3] if len(got.request.noisy) > 3 and got.request.noisy[3] is not None else np.float64)
+            col = ColumnSummary(col.name, col.n, dtype, lo, hi, col.mom, SketchOrder(got.sketch, col.n, lo, hi, dtype), rows=col.rows)
+        fit = p._published(col.rows) if p.recipe else p
+        return self.fit(fit._quantiles, col, col, None, None)   # every value, sketched: no subsample, the noise is in the sketch
 
 # %% ../nbs/06_transforms.ipynb #116a3744
 class _PowerFit(SummaryFit):

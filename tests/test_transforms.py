@@ -573,3 +573,81 @@ def test_local_affine_is_the_secant_at_the_typical_value(table, make):
     median = df['lognormal'].iloc[splits[0]].median()
     if isinstance(p, QuantileNormalize) and p.output_distribution == 'normal':
         assert abs(p.decode_column('lognormal', np.array([0.]))[0] - median) < 0.01 * median
+
+
+# ---- the published recipes (issue 22): QuantileNormalize(recipe=...) against the reference's own lines ----------------
+# tabm:       yandex-research/tabm example.ipynb ("Advanced preprocessing strategy")
+# tabm-paper: yandex-research/tabm paper/lib/data.py, transform_num, NumPolicy.NOISY_QUANTILE
+# rtdl:       yandex-research/rtdl-num-embeddings lib/data.py, normalize(X, 'quantile', seed)
+
+def reference_noisy(recipe, X, seed, nan_std=False):
+    "The reference's training matrix plus its noise, by its own lines (`nan_std`: the std of the values present, where the reference has no NaN)"
+    if recipe == 'tabm': return X + np.random.default_rng(seed).normal(0.0, 1e-5, X.shape).astype(X.dtype)
+    if recipe == 'tabm-paper': return X + np.random.RandomState(seed).normal(0.0, 1e-5, X.shape).astype(X.dtype)
+    stds = (np.nanstd if nan_std else np.std)(X, axis=0, keepdims=True)
+    noise = 1e-3
+    noise_std = noise / np.maximum(stds, noise)
+    return X + noise_std * np.random.default_rng(seed).standard_normal(X.shape)
+
+def reference_fit(recipe, X, seed, **kw):
+    "scikit-learn's QuantileTransformer as the references set it up, fitted on the noisy training matrix"
+    return QuantileTransformer(output_distribution='normal', n_quantiles=max(min(X.shape[0] // 30, 1000), 10), subsample=10**9,
+                               random_state=seed).fit(reference_noisy(recipe, X, seed, **kw))
+
+RECIPES = ['tabm', 'tabm-paper', 'rtdl']
+
+@pytest.mark.parametrize('recipe', RECIPES)
+@pytest.mark.parametrize('dtype', [np.float32, np.float64])
+@pytest.mark.parametrize('nan', [False, True])
+def test_a_recipe_is_its_reference(table, recipe, dtype, nan):
+    "The same quantiles as scikit-learn fitted by the reference's lines, bit for bit, and the same codes to float32 precision"
+    df, conts, splits = table
+    df = df.astype({c: dtype for c in conts})
+    if nan: df.loc[df.index % 13 == 0, ['lognormal', 'tied']] = np.nan   # left out of the quantiles, as scikit-learn leaves them out
+    to = fit(df, QuantileNormalize(recipe=recipe, seed=7), conts, splits)
+    X = df.iloc[splits[0]][conts].to_numpy()                            # the matrix a user of the reference builds
+    sk = reference_fit(recipe, X, 7, nan_std=nan)
+    q = the_proc(to).quantiles
+    for j, c in enumerate(conts): np.testing.assert_array_equal(q[c], sk.quantiles_[:, j], err_msg=c)
+    assert len(q['normal']) == 80                                       # 2,400 // 30
+    # scikit-learn's codes of the same values in float64 (its float32 transform rounds its probabilities to float32);
+    # tied ends (none here: the noise breaks the ties) would take the middle of their ranks, see `sklearn_codes`
+    X_all = df.loc[to.items.index, conts].astype(np.float64)
+    np.testing.assert_allclose(to.items[conts].to_numpy(), sklearn_codes(sk, X_all, 'normal'), atol=1e-6, rtol=0)
+
+@pytest.mark.parametrize('recipe', RECIPES)
+def test_a_recipes_noise_is_drawn_over_the_matrix_of_the_procs_columns(table, recipe):
+    "Row-major over (n_train, n_cols), the columns in the proc's order: another column set or order is another draw"
+    df, _, splits = table
+    cols = ['tied', 'normal', 'counts']
+    mine = the_proc(fit(df, QuantileNormalize(recipe=recipe, cols=cols), ['normal', 'counts', 'tied'], splits)).quantiles
+    sk = reference_fit(recipe, df.iloc[splits[0]][cols].to_numpy(), 0)
+    for j, c in enumerate(cols): np.testing.assert_array_equal(mine[c], sk.quantiles_[:, j])
+    alone = the_proc(fit(df, QuantileNormalize(recipe=recipe), ['tied'], splits)).quantiles['tied']
+    assert not np.array_equal(alone, mine['tied'])                      # the first column of a one-column matrix: other noise
+    np.testing.assert_array_equal(alone, reference_fit(recipe, df.iloc[splits[0]][['tied']].to_numpy(), 0).quantiles_[:, 0])
+    # fit_state(x): x is the training matrix of one column
+    np.testing.assert_array_equal(QuantileNormalize(recipe=recipe).fit_state(df['tied'].iloc[splits[0]].to_numpy())[0], alone)
+
+def test_a_recipe_is_seeded(table):
+    df, conts, splits = table
+    q = lambda seed: the_proc(fit(df, QuantileNormalize(recipe='tabm', seed=seed), ['tied'], splits)).quantiles['tied']
+    np.testing.assert_array_equal(q(0), q(0))
+    assert not np.array_equal(q(0), q(1))
+
+def test_the_tabm_noise_vanishes_where_float32_is_coarser(table):
+    "1e-5 absolute, added in float32: values of some thousands do not move (their neighbours are 1e-3 away), and a tied column stays tied"
+    df, _, splits = table
+    big = pd.DataFrame({'big': (df['tied'] + 10_000).astype(np.float32), 'y': 0.})
+    p = the_proc(fit(big, QuantileNormalize(recipe='tabm'), ['big'], splits))
+    np.testing.assert_array_equal(np.unique(p.quantiles['big']), [10_000., 10_001., 10_002., 10_003.])
+    np.testing.assert_array_equal(p.quantiles['big'], reference_fit('tabm', big.iloc[splits[0]][['big']].to_numpy(), 0).quantiles_[:, 0])
+
+@pytest.mark.parametrize('kw, message', [
+    (dict(n_quantiles=1000), "n_quantiles=1000 conflicts"), (dict(subsample=None), "subsample=None conflicts"),
+    (dict(noise=1e-3), "noise=0.001 conflicts"), (dict(output_distribution='uniform'), "output_distribution='uniform' conflicts")])
+def test_a_recipe_refuses_the_options_it_sets(kw, message):
+    with pytest.raises(ValueError, match=rf"QuantileNormalize: recipe='tabm' sets n_quantiles, subsample and noise itself .* {message}"):
+        QuantileNormalize(recipe='tabm', **kw)
+    with pytest.raises(ValueError, match=r"recipe='rtdl-num-embeddings' is not one of 'tabm', 'tabm-paper', 'rtdl'"):
+        QuantileNormalize(recipe='rtdl-num-embeddings')
