@@ -98,7 +98,7 @@ class QuantileNormalize(MonotoneTransform):
         return None if self.subsample is None or n < _SAMPLE_FROM * self.subsample else sample_positions(n, self.subsample, rng)
 
     def fit(self, df, names):
-        if self.recipe is None or not names: return super().fit(df, names)
+        if self.recipe is None or not names or not len(df): return super().fit(df, names)
         # a recipe draws its noise over the matrix of the training columns, then fits the noisy columns as published
         noisy = _recipe_noisy(self.recipe, self.seed, [column_values(df[n], n) for n in names])
         return self._published(len(df)).fit(pd.DataFrame(dict(zip(names, noisy))), names)
@@ -425,7 +425,7 @@ class _QuantileFit(SummaryFit):
             return self.fit(p._quantiles, col, got.values, rng, p.noise)
         if self.noisy:   # the quantiles of the noisy values, as sketched in pass 2 (in the dtype the noise is added in)
             lo, hi = got.sketch.extremes()
-            dtype = np.dtype(got.request.noisy[3] if len(got.request.noisy) > 3 and got.request.noisy[3] is not None else np.float64)
+            dtype = np.dtype((p.recipe and _recipe_dtype(p.recipe, col.dtype)) or np.float64)
             col = ColumnSummary(col.name, col.n, dtype, lo, hi, col.mom, SketchOrder(got.sketch, col.n, lo, hi, dtype), rows=col.rows)
         fit = p._published(col.rows) if p.recipe else p
         return self.fit(fit._quantiles, col, col, None, None)   # every value, sketched: no subsample, the noise is in the sketch
