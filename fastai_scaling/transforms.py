@@ -49,6 +49,7 @@ _SAMPLE_FROM = 4
 class QuantileNormalize(MonotoneTransform):
     "Map each continuous column through its training empirical CDF onto a standard normal (RankGauss) or onto [0, 1]"
     state_names = ('quantiles',)
+    recipe = None   # an instance sets its own; a proc exported before recipes existed reads this
     def __init__(self,
                  n_quantiles:int|None=None,           # points of the empirical CDF kept per column: 1000 (fewer if fewer training values)
                  output_distribution:str='normal',    # 'normal' or 'uniform'
