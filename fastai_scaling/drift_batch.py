@@ -85,11 +85,11 @@ class BatchSummary:
 
     @classmethod
     def of_frame(cls, df, spec, owner):
-        "A whole DataFrame in memory: the sample-based statistics read `sample_size` rows drawn by a seeded `rng.choice` (all rows when there are no more)"
+        "A whole DataFrame in memory: the sample-based statistics read `sample_size` rows drawn by `sample_positions`, seeded and in order (all rows when there are no more)"
         X = as_matrix(df, spec.names, owner) if len(df) else np.empty((0, len(spec.names)), np.float32)
         pos = sample_positions(len(X), spec.sample_size, np.random.default_rng(spec.seed))
         return cls(len(X), moments(X), [bin_counts(X[:, j], e) for j, e in enumerate(spec.edges)],
-                   X if pos is None else X[np.sort(pos)], _cat_counts(df, spec, owner), rows=X)
+                   X if pos is None else X[pos], _cat_counts(df, spec, owner), rows=X)
 
     @classmethod
     def of_chunk(cls, chunk, label, index, spec, owner):

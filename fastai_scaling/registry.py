@@ -3,7 +3,7 @@
 # %% ../nbs/06a_registry.ipynb #b968046c
 from __future__ import annotations
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # %% auto #0
 __all__ = ['ROLES', 'KINDS', 'REGISTRY', 'TARGET_METHODS', 'DATASETS', 'TABLE_CHOICES', 'ScalerEntry', 'BatchNormInputs',
@@ -24,12 +24,13 @@ KINDS = {
 
 @dataclass(frozen=True)
 class ScalerEntry:
-    "One scaling choice: the name users type, where it lives ('module:attribute'), what it does, its `ROLES` and its kind"
+    "One scaling choice: the name users type, where it lives ('module:attribute'), what it does, its `ROLES`, its kind and, for a preset of a class, its options"
     name: str
     where: str|None          # 'module:attribute' of its class; None for kind 'none'
     description: str         # one line, for listings
     roles: tuple = ()        # keys of `ROLES`
     kind: str = 'proc'       # a key of `KINDS`
+    options: dict = field(default_factory=dict)   # keyword options of a preset: the choice is the class made with them
 
     def __post_init__(self):
         if self.kind not in KINDS: raise ValueError(f"ScalerEntry {self.name!r}: kind {self.kind!r} is not one of {', '.join(KINDS)}")
@@ -39,6 +40,9 @@ class ScalerEntry:
             raise ValueError(f"ScalerEntry {self.name!r}: 'where' must be None exactly when kind is 'none', got {self.where!r}")
         if self.where is not None and len(self.where.split(':')) != 2:
             raise ValueError(f"ScalerEntry {self.name!r}: 'where' must read 'module:attribute', got {self.where!r}")
+        if self.options and self.kind != 'proc': raise ValueError(f"ScalerEntry {self.name!r}: only a 'proc' takes options, not a {self.kind!r}")
+        # the advisor makes its scalers from classes, with their `cols` (`AutoNormalize`): a preset is a choice of compare only
+        if self.options and 'menu' in self.roles: raise ValueError(f"ScalerEntry {self.name!r}: a preset (an entry with options) cannot have the 'menu' role")
 
     @property
     def module(self) -> str|None:
@@ -62,6 +66,8 @@ REGISTRY = (
     ScalerEntry('StandardNormalize', 'fastai_scaling.procs:StandardNormalize', "mean / standard deviation, as Normalize, on the shared base",
                 ('compare', 'menu')),
     ScalerEntry('QuantileNormalize', 'fastai_scaling.transforms:QuantileNormalize', "empirical CDF onto a normal (RankGauss)", ('compare', 'menu')),
+    ScalerEntry('QuantileTabM', 'fastai_scaling.transforms:QuantileNormalize', "RankGauss as TabM publishes it: n_train // 30 quantiles, "
+                "fitted on noisy training values", ('compare',), options=dict(recipe='tabm')),
     ScalerEntry('PowerNormalize', 'fastai_scaling.transforms:PowerNormalize', "Yeo-Johnson with a maximum-likelihood lambda, standardized",
                 ('compare', 'menu')),
     ScalerEntry('SquashNormalize', 'fastai_scaling.squash:SquashNormalize', "robust scaling, then outliers squashed smoothly into (-3, 3) "
@@ -98,9 +104,9 @@ def scaler_entry(name:str) -> ScalerEntry:
     return entry
 
 def load_scaler(name:str):
-    "What entry `name` stands for, its module imported now: the proc class; None for 'none'; an instance of a 'model' marker"
+    "What entry `name` stands for, its module imported now: the proc class (a proc made with its options, for a preset); None for 'none'; an instance of a 'model' marker"
     entry = scaler_entry(name)
     if entry.kind == 'none': return None
     module, attr = entry.where.split(':')
     obj = getattr(importlib.import_module(module), attr)
-    return obj() if entry.kind == 'model' else obj
+    return obj(**entry.options) if entry.kind == 'model' or entry.options else obj

@@ -197,9 +197,25 @@ def needed_indexes(n:int, percentiles=(), quantiles=(), method='linear') -> list
     return sorted(set((prev % n).tolist()) | set((nxt % n).tolist()))
 
 # %% ../nbs/00a_stats.ipynb #a2f982a3
+def _distinct_positions(n:int, k:int, rng:np.random.Generator) -> np.ndarray:
+    "A uniform k-subset of range(n), ascending: i.i.d. uniform draws, sorted and deduplicated (more drawn while too few are distinct), the surplus dropped uniformly"
+    dtype = np.uint32 if n <= 1 << 32 else np.int64   # 32-bit draws and sorts: twice as fast
+    pos = np.empty(0, dtype)
+    while len(pos) < k:
+        d = len(pos)   # m draws add (n - d)(1 - exp(-m / n)) new positions on average: enough for k - d, and 2% more
+        m = int(-n * np.log1p(-(k - d) / (n - d)) * 1.02) + 16
+        pos = np.sort(np.concatenate([pos, rng.integers(0, n, m, dtype=dtype)]))
+        pos = pos[np.r_[True, pos[1:] != pos[:-1]]]
+    if len(pos) > k: pos = np.delete(pos, rng.choice(len(pos), len(pos) - k, replace=False))
+    return pos.astype(np.int64)
+
 def sample_positions(n:int, size:int|None, rng:np.random.Generator) -> np.ndarray|None:
-    "Positions of a uniform sample without replacement of `size` of `n` values, as `rng.choice` draws them (unsorted); None, drawing nothing from `rng`, when all `n` are taken (`size` None or >= n)"
-    return None if size is None or n <= size else rng.choice(n, size, replace=False)
+    "Positions of a uniform sample without replacement of `size` of `n` values, seeded by `rng`, in ascending order; None, drawing nothing from `rng`, when all `n` are taken (`size` None or >= n)"
+    if size is None or n <= size: return None
+    if 2 * size <= n: return _distinct_positions(n, size, rng)
+    keep = np.ones(n, bool)                            # most are taken: draw the positions left out
+    keep[_distinct_positions(n, n - size, rng)] = False
+    return np.flatnonzero(keep)
 
 def bernoulli_mask(rng:np.random.Generator, n:int, rate:float) -> np.ndarray:
     "A mask of `n` independent draws, True with probability `rate` (1/2**b from random bytes: 4x faster than `rng.random`)"
@@ -284,7 +300,7 @@ class Sketch:
         return self.lo, self.hi
 
     @property
-    def k(self): return self.kll.get_k()
+    def k(self): return self.kll.k
     def is_empty(self) -> bool: return self.n == 0
     def quantiles(self, ranks) -> np.ndarray:
         "Values at normalized `ranks`, the ends exact"

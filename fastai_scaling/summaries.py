@@ -194,14 +194,14 @@ _SUMMARY_FUNCS = {np.percentile: _sf_percentile, np.quantile: _sf_quantile, np.m
 class Request(NamedTuple):
     "What pass 2 reads of one column (a family's `SummaryFit.request`)"
     order: tuple = ()       # order statistics (0-based, in ascending order of value) to read exactly
-    gather: object = None   # 'all', or the sorted positions (among the non-missing values, in source order) of the values to collect
+    gather: object = None   # 'all', 'rows' (every row, missing values included), or the sorted positions (among the non-missing values, in source order) of the values to collect
     funcs: tuple = ()       # functions f of the float64 values: the moments, min and max of f(values)
-    noisy: tuple = None     # (k, noise std, seed): a KLL sketch of the values plus seeded Gaussian noise
+    noisy: tuple = None     # (k, noise std, seed[, dtype]): a KLL sketch of the values plus seeded Gaussian noise, added in float64 (or cast to `dtype` and added in it)
 
 class Collected(NamedTuple):
     "What pass 2 collected for one column (its exact order statistics are in its `ColumnSummary`)"
     request: Request
-    values: np.ndarray|None   # the gathered values in source order, in the column's dtype
+    values: np.ndarray|None   # the gathered values in source order, in the column's dtype (NaN for missing ones, with gather='rows')
     transformed: list         # per function of the request's `funcs`: [Moments, min, max] of its values
     sketch: Sketch|None       # the noisy sketch
 
@@ -226,7 +226,7 @@ class _Col2:
                              [w[(w > lo) & (w < hi)]]])
         v = x[~nan] if (req.gather is not None or req.funcs or req.noisy) and n < len(x) else x
         if req.gather is None: self.got = None
-        elif isinstance(req.gather, str): self.got = [v]
+        elif isinstance(req.gather, str): self.got = [x if req.gather == 'rows' else v]
         else:
             start = offsets[index]
             pos = req.gather[np.searchsorted(req.gather, start):np.searchsorted(req.gather, start + len(v))]
@@ -238,8 +238,9 @@ class _Col2:
             self.fm.append([moments(y), y.min() if len(y) else np.inf, y.max() if len(y) else -np.inf])
         self.sketch = None
         if req.noisy:
-            k, std, seed = req.noisy
-            self.sketch = Sketch(k, v64 + np.random.default_rng([seed, index, j]).standard_normal(len(v64)) * std)
+            k, std, seed, *dtype = req.noisy
+            z = np.random.default_rng([seed, index, j]).standard_normal(len(v64)) * std
+            self.sketch = Sketch(k, v64 + z if not dtype or dtype[0] is None else v + z.astype(dtype[0]))
 
     def merge(self, o:_Col2) -> _Col2:
         for a, b in zip(self.sel, o.sel): a[0] += b[0]; a[1] += b[1]; a[2] += b[2]; a[3] += b[3]

@@ -2,16 +2,18 @@
 
 # %% ../nbs/06_transforms.ipynb #f7fff503
 from __future__ import annotations
-import numpy as np, torch
+import numpy as np, pandas as pd, torch
 from scipy import special, stats
 from fastcore.basics import store_attr, patch
 import functools
+from .cdf import QuantileCDF, blockwise
 from .core import ColumnScaler, is_int
 from .stats import is_zero_spread, handle_zero_spread, quantile_of, sample_positions
+from .sources import column_values
 from .summaries import Needs, Request, SummaryFit, SketchOrder, ColumnSummary
 
 # %% auto #0
-__all__ = ['MonotoneTransform', 'QuantileNormalize', 'PowerNormalize']
+__all__ = ['QUANTILE_RECIPES', 'MonotoneTransform', 'QuantileNormalize', 'PowerNormalize']
 
 # %% ../nbs/06_transforms.ipynb #76e11426
 class MonotoneTransform(ColumnScaler):
@@ -32,100 +34,6 @@ class MonotoneTransform(ColumnScaler):
         a = 2 * delta / (hi - lo)
         return a, e0 - a * center
 
-# %% ../nbs/06_transforms.ipynb #a0da86ec
-_BLOCK = 1 << 16   # values per block: a block's float64 intermediates fit in a core's L2 cache
-
-def _blockwise(f, x):
-    "The elementwise map `f` applied to consecutive blocks of `x`, collected as float32 (what encoding stores)"
-    out = np.empty(len(x), np.float32)
-    for i in range(0, len(x), _BLOCK): out[i:i + _BLOCK] = f(x[i:i + _BLOCK])
-    return out
-
-# %% ../nbs/06_transforms.ipynb #3c9c450e
-def _order_keys(x):
-    "uint64 keys of the float64 array `x` that sort as its values do (-0.0 one below +0.0, NaN beyond the infinities)"
-    # IEEE floats sort as sign-magnitude integers: negatives need all bits flipped, positives only the sign bit set
-    return x.view(np.uint64) ^ ((x.view(np.int64) >> 63).view(np.uint64) | np.uint64(1 << 63))
-
-_NEG_ZERO_KEY = int(_order_keys(np.array([-0.0]))[0])
-_MIN_VALUES = 1 << 12   # a table takes ~0.3 ms to build, what np.interp takes for ~4,000 values: fewer are binary-searched
-_CELLS = 1 << 16        # most cells of the table; 64K positions (512 KiB) stay in a core's L2 cache
-_MAX_STEPS = 3          # distinct quantiles a cell may hold before its values are binary-searched instead
-
-# %% ../nbs/06_transforms.ipynb #e10b03a4
-class _QuantileCDF:
-    "`QuantileNormalize`'s map onto [0, 1]: np.interp of the quantiles `q` onto `linspace(0, 1, len(q))`, averaged with the downward interpolation where quantiles tie"
-    def __init__(self, q, n_values:int):   # n_values: how many values it will map, in blocks or at once
-        self.q = np.ascontiguousarray(q, dtype=np.float64)
-        self.refs, self.ties = np.linspace(0, 1, len(self.q)), bool((self.q[1:] == self.q[:-1]).any())
-        self.fast = n_values >= _MIN_VALUES
-        if self.fast: self._terms(); self._table(min(_CELLS, n_values >> 5))
-
-    def reference(self, x):
-        "The definition, as scikit-learn: np.interp's binary search per value (~80 ns each)"
-        y = np.interp(x, self.q, self.refs)
-        if self.ties: y = .5 * (y - np.interp(-x, -self.q[::-1], -self.refs[::-1]))
-        return y
-
-    def _terms(self):
-        "np.interp's terms indexed by k = #(q <= x), for a vectorized formula that repeats its arithmetic"
-        q, refs, n = self.q, self.refs, len(self.q)
-        with np.errstate(all='ignore'): slope = (refs[1:] - refs[:-1]) / (q[1:] - q[:-1])  # as np.interp
-        # k = 0 and k = n (beyond the ends) get np.interp's end values through a zero slope
-        self.xp, self.fp, self.slope = np.r_[q[0], q], np.r_[refs[0], refs], np.r_[0., slope, 0.]
-        # the downward interpolation starts from m = #(q < x), at q[m]
-        self.xp_down, self.fp_down = np.r_[q, q[-1]], np.r_[refs, 1.]
-        self.first = np.r_[0, np.searchsorted(q, q, 'left')]                                  # k -> #(q < q[k-1])
-        self.next_q, self.after = np.r_[q, np.inf], np.r_[np.searchsorted(q, q, 'right'), n]  # k -> q[k], #(q <= q[k])
-
-# %% ../nbs/06_transforms.ipynb #b40c1601
-@patch
-def _table(self:_QuantileCDF, cells):
-    "k = #(q < x) at the start of each cell, a range of order keys; the outer cells lie wholly beyond q's ends"
-    keys = _order_keys(self.q)
-    keys[self.q == 0] = _NEG_ZERO_KEY                                  # -0.0 >= 0.0: a zero quantile counts for both zeros
-    lo, hi, s = int(keys[0]), int(keys[-1]), 1                         # s >= 1: shifted keys fit in int64
-    while (hi >> s) - (lo >> s) + 3 > cells: s += 1
-    self.shift, self.base = np.uint64(s), max((lo >> s) - 1, 0)        # base 0: no key lies below cell 0 anyway
-    self.k_at_start = np.searchsorted((keys >> self.shift).astype(np.int64), np.arange(self.base, (hi >> s) + 2), 'left')
-    # a value may lie past the distinct quantiles of its own cell: one vectorized step each, or a binary search if many
-    steps = np.bincount((np.unique(keys) >> self.shift).astype(np.int64) - self.base, minlength=len(self.k_at_start))
-    self.n_steps = min(int(steps.max()), _MAX_STEPS)
-    self.search = steps > _MAX_STEPS if steps.max() > _MAX_STEPS else None
-
-@patch
-def counts(self:_QuantileCDF, x):
-    "#(q <= x) for each value of the float64 array `x` (any count for NaN)"
-    cell = (_order_keys(x) >> self.shift).view(np.int64) - self.base
-    k = np.take(self.k_at_start, cell, mode='clip')                    # values beyond the ends clip into the outer cells
-    if self.search is not None:
-        i = np.flatnonzero(np.take(self.search, cell, mode='clip'))
-        k[i] = np.searchsorted(self.q, x[i], 'right')
-    for _ in range(self.n_steps): k = np.where(x >= np.take(self.next_q, k), np.take(self.after, k), k)
-    return k
-
-# %% ../nbs/06_transforms.ipynb #c7d2e5a1
-@patch
-def __call__(self:_QuantileCDF, x):
-    "The [0, 1] values of `x`, float64: with a table, np.interp's arithmetic operation for operation, so the same to the bit"
-    x = np.ascontiguousarray(x, dtype=np.float64)
-    if not self.fast: return self.reference(x)
-    k = self.counts(x)
-    xp = np.take(self.xp, k)
-    with np.errstate(invalid='ignore', over='ignore'):
-        y = np.take(self.slope, k) * (x - xp) + np.take(self.fp, k)
-        if self.ties:   # -np.interp(-x, -q[::-1], -refs[::-1]) is these operations mirrored: fp[m] - slope * (q[m] - x)
-            m = np.where(xp == x, np.take(self.first, k), k)
-            y += np.take(self.fp_down, m) - np.take(self.slope, m) * (np.take(self.xp_down, m) - x)
-            y *= .5
-    # NaN from a finite value: an infinite slope (quantiles a few subnormals apart) or an overflowing difference,
-    # where np.interp takes special cases; it maps those few values
-    bad = np.isnan(y)
-    if bad.any():
-        bad &= ~np.isnan(x)
-        if bad.any(): y[bad] = self.reference(x[bad])
-    return y
-
 # %% ../nbs/06_transforms.ipynb #4a0bacf6
 _BOUNDS = 1e-7                                                 # scikit-learn's BOUNDS_THRESHOLD, here only the normal output's clip
 _NORMAL_END = float(-special.ndtri(_BOUNDS - np.spacing(1)))  # 5.199...: the ends of the normal output
@@ -134,22 +42,36 @@ _NORMAL_END_STORED = min(_NORMAL_END, float(np.float32(_NORMAL_END)))
 # a column constant in training spans at most max(10 eps of its dtype, n float64 eps) of its magnitude (`is_zero_spread`):
 # under this for float32, and for float64 below 5e9 rows; new values this close to it count as that value
 _CONSTANT_BAND = 10 * float(np.finfo(np.float32).eps)
+# a column is subsampled only when it is at least this many times longer than the sample: below, drawing, gathering and
+# sorting the sample costs more than sorting every value (numpy's vectorized sort; see Speed)
+_SAMPLE_FROM = 4
 
 class QuantileNormalize(MonotoneTransform):
     "Map each continuous column through its training empirical CDF onto a standard normal (RankGauss) or onto [0, 1]"
     state_names = ('quantiles',)
+    recipe = None   # an instance sets its own; a proc exported before recipes existed reads this
     def __init__(self,
-                 n_quantiles:int=1000,                # points of the empirical CDF kept per column (fewer if fewer training values)
+                 n_quantiles:int|None=None,           # points of the empirical CDF kept per column: 1000 (fewer if fewer training values)
                  output_distribution:str='normal',    # 'normal' or 'uniform'
-                 subsample:int|None=1_000_000,        # quantiles come from at most this many training values per column
+                 subsample:int|None=1_000_000,        # quantiles from a uniform sample of this many training values of a column 4x as long or longer
                  noise:float|None=None,               # std of Gaussian noise added to training values, relative to the column's std
                  seed:int=0,                          # seed of the subsample and the noise
-                 cols=None):                          # the continuous columns to scale; None: all of them
+                 cols=None,                           # the continuous columns to scale; None: all of them
+                 recipe:str|None=None):               # a published noisy RankGauss (`QUANTILE_RECIPES`): it sets n_quantiles, subsample and noise
         super().__init__(cols)
-        if not (is_int(n_quantiles) and n_quantiles >= 2): raise ValueError(f"QuantileNormalize: n_quantiles={n_quantiles!r} must be an integer >= 2")
+        if recipe is not None:
+            if recipe not in QUANTILE_RECIPES: raise ValueError(f"QuantileNormalize: recipe={recipe!r} is not one of {', '.join(map(repr, QUANTILE_RECIPES))}")
+            given = [f"{k}={v!r}" for k, v, default in (('n_quantiles', n_quantiles, None), ('subsample', subsample, 1_000_000),
+                     ('noise', noise, None), ('output_distribution', output_distribution, 'normal')) if v != default]
+            if given: raise ValueError(f"QuantileNormalize: recipe={recipe!r} sets n_quantiles, subsample and noise itself (and a normal output); "
+                                       f"{', '.join(given)} conflicts with it: pass either the recipe or your own options")
+            subsample = None   # the references: subsample=1e9, more than any column held in memory
+        elif n_quantiles is None: n_quantiles = 1000
+        if not (n_quantiles is None or is_int(n_quantiles) and n_quantiles >= 2):
+            raise ValueError(f"QuantileNormalize: n_quantiles={n_quantiles!r} must be an integer >= 2")
         if output_distribution not in ('normal', 'uniform'):
             raise ValueError(f"QuantileNormalize: output_distribution must be 'normal' or 'uniform', not {output_distribution!r}")
-        if subsample is not None and not (is_int(subsample) and subsample >= n_quantiles):
+        if subsample is not None and not (is_int(subsample) and subsample >= (n_quantiles or 0)):
             raise ValueError(f"QuantileNormalize: subsample={subsample!r} must be None or an integer >= n_quantiles ({n_quantiles})")
         if noise is not None and not (isinstance(noise, (int, float)) and np.isfinite(noise) and noise >= 0):
             raise ValueError(f"QuantileNormalize: noise={noise!r} must be None or a number >= 0")
@@ -167,9 +89,24 @@ class QuantileNormalize(MonotoneTransform):
         return (q,)
 
     def fit_state(self, x):
+        if self.recipe: return self._published(len(x)).fit_state(_recipe_noisy(self.recipe, self.seed, [x])[0])   # a one-column matrix
         rng = np.random.default_rng(self.seed)
-        pos = sample_positions(len(x), self.subsample, rng)
+        pos = self._sample(len(x), rng)
         return self._quantiles(x if pos is None else x[pos], rng, self.noise)
+
+    def _sample(self, n, rng):
+        "Positions (ascending) of the `subsample` of `n` training values that the quantiles come from, or None for all of them"
+        return None if self.subsample is None or n < _SAMPLE_FROM * self.subsample else sample_positions(n, self.subsample, rng)
+
+    def fit(self, df, names):
+        if self.recipe is None or not names or not len(df): return super().fit(df, names)
+        # a recipe draws its noise over the matrix of the training columns, then fits the noisy columns as published
+        noisy = _recipe_noisy(self.recipe, self.seed, [column_values(df[n], n) for n in names])
+        return self._published(len(df)).fit(pd.DataFrame(dict(zip(names, noisy))), names)
+
+    def _published(self, n_rows):
+        "The plain fit a recipe makes of its noisy training values: scikit-learn's `QuantileTransformer` as the references set it up"
+        return QuantileNormalize(n_quantiles=max(min(n_rows // 30, 1000), 10), subsample=None)
 
     def summary_fit(self, exact, k, fit_sample, owner): return _QuantileFit(self, exact, k, fit_sample, owner)
 
@@ -181,10 +118,11 @@ class QuantileNormalize(MonotoneTransform):
         lo, hi = float(s[0]), float(s[-1])   # `s` may be a from_data summary: it answers indexing, not min/max
         if is_zero_spread(hi - lo, s.dtype, max(abs(lo), abs(hi)), len(s)):
             return (np.array([float(np.median(s))]),)        # constant to its precision: one point, see `encode_column`
-        # the grid scikit-learn's `nanpercentile` reads, with numpy's own index and interpolation arithmetic (in float64)
-        # on the sorted values: bit for bit its quantiles, so tied values encode as scikit-learn encodes them
+        # the grid scikit-learn's `nanpercentile` reads, with numpy's own index and interpolation arithmetic on the sorted
+        # values in their dtype (float32 differences stay float32, as numpy's): bit for bit its quantiles, so tied values
+        # encode as scikit-learn encodes them
         grid = np.linspace(0, 1, min(self.n_quantiles, len(s))) * 100 / 100
-        return (np.maximum.accumulate(quantile_of(lambda i: s[i].astype(np.float64), len(s), grid)),)
+        return (np.maximum.accumulate(quantile_of(lambda i: s[i], len(s), grid)),)
 
     def encode_column(self, name, x):
         q = self.quantiles[name]
@@ -196,24 +134,21 @@ class QuantileNormalize(MonotoneTransform):
             if not normal: return y
             y = special.ndtri(y)
             return np.clip(y, -_NORMAL_END, _NORMAL_END, out=y)
-        cdf = _QuantileCDF(q, len(x))   # tied quantiles: it averages the upward and downward interpolations, as scikit-learn
+        cdf = QuantileCDF(q, len(x))   # tied quantiles: it averages the upward and downward interpolations, as scikit-learn
         def encode(x):
+            # Only values strictly beyond the training range take the ends: the CDF gives them exactly 0 and 1 (np.interp's
+            # end values; zero slopes beyond the ends). A value equal to an end keeps its CDF value: 0 or 1 where the end is
+            # one quantile, as scikit-learn, the middle of its rank interval where the end is tied. scikit-learn's absolute
+            # band of 1e-7 would send tied ends to +-5.2, differently in float32 (4 + 1e-7 == 4) and float64, and swallow
+            # columns in small units. The comparisons are exact: float32 values meet the float64 quantiles in float64.
             y = cdf(x)
-            # Only values strictly beyond the training range take the ends (the CDF already gives them 0 and 1; the
-            # comparison states the rule). A value equal to an end keeps its CDF value: 0 or 1 where the end is one quantile, as
-            # scikit-learn, the middle of its rank interval where the end is tied. scikit-learn's absolute band of 1e-7
-            # would send tied ends to +-5.2, differently in float32 (4 + 1e-7 == 4) and float64, and swallow columns
-            # in small units. The comparisons are exact: float32 values meet the float64 quantiles in float64.
-            with np.errstate(invalid='ignore'): low, high = x < q[0], x > q[-1]
             # the average of the two interpolations can round a hair below 0 or above 1 beside tied quantiles (a value
             # a subnormal above a tied 0): a probability it is not, and the normal's inverse would make it NaN
             np.clip(y, 0., 1., out=y)
-            y[high] = 1.
-            y[low] = 0.
             if not normal: return y
             y = special.ndtri(y)
             return np.clip(y, -_NORMAL_END, _NORMAL_END, out=y)
-        return _blockwise(encode, x)
+        return blockwise(encode, x)
 
     def decode_column(self, name, x):
         q = self.quantiles[name]
@@ -229,6 +164,39 @@ class QuantileNormalize(MonotoneTransform):
 
     def encoded_center(self, name):
         return (0., .1) if self.output_distribution == 'normal' else (.5, .02)
+
+# %% ../nbs/06_transforms.ipynb #cc893811
+# the published noisy RankGauss recipes, by the code each reproduces (see "Published recipes")
+QUANTILE_RECIPES = {
+    'tabm': "TabM's example.ipynb: np.random.default_rng(seed).normal(0.0, 1e-5, X.shape).astype(X.dtype)",
+    'tabm-paper': "TabM's paper/lib/data.py (noisy-quantile): np.random.RandomState(seed).normal(0.0, 1e-5, X.shape).astype(X.dtype)",
+    'rtdl': "rtdl-num-embeddings' lib/data.py: 1e-3 / np.maximum(np.std(X, axis=0), 1e-3) * np.random.default_rng(seed).standard_normal(X.shape)",
+}
+_NOISE_ROWS = 1 << 14   # rows of the noise matrix drawn at a time: consecutive draws continue one stream, so blocks equal one draw
+
+def _recipe_std(recipe, std) -> float:
+    "The std of the noise `recipe` adds to a column of standard deviation `std`"
+    return 1e-3 / max(std, 1e-3) if recipe == 'rtdl' else 1e-5
+
+def _recipe_dtype(recipe, dtype):
+    "The dtype `recipe` adds its noise in, to a column of `dtype` (None: float64, as rtdl's float64 noise makes it)"
+    return None if recipe == 'rtdl' else dtype
+
+def _recipe_noisy(recipe, seed, cols:list) -> list:
+    "The training columns `cols` (arrays of one length, NaN for missing, in the proc's order) plus `recipe`'s noise, drawn over their matrix row by row as the reference draws it"
+    n, c = len(cols[0]), len(cols)
+    rng = np.random.RandomState(seed) if recipe == 'tabm-paper' else np.random.default_rng(seed)
+    if recipe == 'rtdl':   # np.std(X, axis=0) in X's dtype, column by column: what numpy computes for a column-major X
+        # (as `DataFrame.to_numpy()` gives); on a row-major X its sums run in another order and may differ in the last bits
+        scale = np.array([1e-3 / np.maximum((np.nanstd if np.isnan(x).any() else np.std)(x), 1e-3) for x in cols])
+    out = [np.empty(n, np.float64 if recipe == 'rtdl' else x.dtype) for x in cols]
+    for i in range(0, n, _NOISE_ROWS):
+        b = min(_NOISE_ROWS, n - i)
+        if recipe == 'rtdl': z = rng.standard_normal((b, c)) * scale   # float64: the float32 std times float64 draws
+        else: z = rng.normal(0.0, 1e-5, (b, c))
+        for j, x in enumerate(cols):   # tabm: the noise cast to the column's dtype, and added in it
+            np.add(x[i:i + b], z[:, j] if recipe == 'rtdl' else z[:, j].astype(x.dtype), out=out[j][i:i + b])
+    return out
 
 # %% ../nbs/06_transforms.ipynb #0864b496
 class PowerNormalize(MonotoneTransform):
@@ -305,7 +273,7 @@ class PowerNormalize(MonotoneTransform):
         def encode(x):
             y = self._forward(x.astype(np.float64, copy=False), lmbda)
             return (y - mean) / std if self.standardize else y
-        return _blockwise(encode, x)
+        return blockwise(encode, x)
 
     def decode_column(self, name, x):
         if self.standardize: x = x * self.stds[name] + self.means[name]
@@ -355,9 +323,8 @@ def _interp_tensor(x, xp, fp):
     return torch.where(x >= xp[-1], fp[-1], torch.where(x < xp[0], fp[0], y))
 
 def _quantile_terms(q, device) -> dict:
-    "`_QuantileCDF`'s terms of the quantiles `q` (np.interp's, indexed by #(q <= x)) as float64 / int64 tensors on `device`"
-    cdf = _QuantileCDF(q, 0)
-    cdf._terms()
+    "`QuantileCDF`'s terms of the quantiles `q` (np.interp's, indexed by #(q <= x)) as float64 / int64 tensors on `device`"
+    cdf = QuantileCDF(q, 0).terms()
     t = lambda a: torch.as_tensor(np.ascontiguousarray(a), device=device)
     return dict(q=t(cdf.q), refs=t(cdf.refs), xp=t(cdf.xp), fp=t(cdf.fp), slope=t(cdf.slope), first=t(cdf.first),
                 xp_down=t(cdf.xp_down), fp_down=t(cdf.fp_down), ties=cdf.ties)
@@ -371,7 +338,7 @@ def encode_column_tensor(self:QuantileNormalize, name, t):
         y = torch.where(x < q[0] - band, 0., torch.where(x > q[0] + band, 1., .5)).to(torch.float64)
     else:
         T = self.device_state('terms', t.device, lambda: _quantile_terms(q, t.device))
-        k = torch.searchsorted(T['q'], x, right=True)   # #(q <= x): the table of `_QuantileCDF`, by binary search
+        k = torch.searchsorted(T['q'], x, right=True)   # #(q <= x): the table of `QuantileCDF`, by binary search
         xp = T['xp'][k]
         y = T['slope'][k] * (x - xp) + T['fp'][k]
         if T['ties']:
@@ -425,28 +392,44 @@ def decode_column_tensor(self:PowerNormalize, name, t):
 # %% ../nbs/06_transforms.ipynb #15a1f1fb
 class _QuantileFit(SummaryFit):
     "`QuantileNormalize.from_data`: exact, its own fit on the values its in-memory fit reads; sketched, on a sketch of every value"
-    def passes(self): return 2 if self.exact or self.proc.noise else 1
+    def passes(self): return 2 if self.exact or self.noisy else 1
 
-    def needs(self): return Needs(bool(self.proc.noise)) if self.exact else Needs(bool(self.proc.noise), **self.sketch_needs())
+    @property
+    def noisy(self): return bool(self.proc.noise or self.proc.recipe)
+
+    def needs(self): return Needs(self.noisy) if self.exact else Needs(self.noisy, **self.sketch_needs())
 
     def request(self, col):
         p = self.proc
-        if not self.exact: return Request(noisy=(col.sketch.k, p.noise * float(col.mom.std[0]), p.seed)) if p.noise else None
-        pos = sample_positions(col.n, p.subsample, np.random.default_rng(p.seed))   # they depend on the count and the seed only
-        return Request(gather='all' if pos is None else np.sort(pos))
+        if not self.exact:
+            if p.recipe:   # the recipe's noise, value by value: equal in distribution to the matrix drawn in memory
+                return Request(noisy=(col.sketch.k, _recipe_std(p.recipe, float(col.mom.std[0])), p.seed, _recipe_dtype(p.recipe, col.dtype)))
+            return Request(noisy=(col.sketch.k, p.noise * float(col.mom.std[0]), p.seed)) if p.noise else None
+        if p.recipe: return Request(gather='rows')   # its noise is drawn over the matrix of all columns: every row of each
+        pos = p._sample(col.n, np.random.default_rng(p.seed))   # they depend on the count and the seed only
+        return Request(gather='all' if pos is None else pos)
+
+    def result(self, cols, got):
+        p = self.proc
+        if not (p.recipe and self.exact): return super().result(cols, got)
+        names = list(cols)   # the in-memory fit of the training matrix: the same noise, the same quantiles
+        return p.set_state(dict(zip(p.state_names, p.fit(pd.DataFrame({n: got[n].values for n in names}), names))))
 
     def state(self, col, got):
         p = self.proc
         if self.exact:
             if isinstance(got.request.gather, str): return self.fit(p.fit_state, col, got.values)
-            # in memory: x[rng.choice(n, subsample)], then the noise from the same rng. `got` holds the values at the sorted
-            # positions: put them in `choice` order and go on with the advanced rng
+            # in memory: x[positions], then the noise from the same rng. `got` holds the values at those positions: go on
+            # with the rng advanced past them
             rng = np.random.default_rng(p.seed)
-            return self.fit(p._quantiles, col, got.values[np.searchsorted(got.request.gather, sample_positions(col.n, p.subsample, rng))], rng, p.noise)
-        if p.noise:   # the quantiles of the noisy values, as sketched in pass 2 (float64, as noisy values are)
+            p._sample(col.n, rng)
+            return self.fit(p._quantiles, col, got.values, rng, p.noise)
+        if self.noisy:   # the quantiles of the noisy values, as sketched in pass 2 (in the dtype the noise is added in)
             lo, hi = got.sketch.extremes()
-            col = ColumnSummary(col.name, col.n, np.float64, lo, hi, col.mom, SketchOrder(got.sketch, col.n, lo, hi, np.float64))
-        return self.fit(p._quantiles, col, col, None, None)   # every value, sketched: no subsample, the noise is in the sketch
+            dtype = np.dtype((p.recipe and _recipe_dtype(p.recipe, col.dtype)) or np.float64)
+            col = ColumnSummary(col.name, col.n, dtype, lo, hi, col.mom, SketchOrder(got.sketch, col.n, lo, hi, dtype), rows=col.rows)
+        fit = p._published(col.rows) if p.recipe else p
+        return self.fit(fit._quantiles, col, col, None, None)   # every value, sketched: no subsample, the noise is in the sketch
 
 # %% ../nbs/06_transforms.ipynb #116a3744
 class _PowerFit(SummaryFit):

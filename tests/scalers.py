@@ -5,8 +5,9 @@ The classes come from the registry (`fastai_scaling.registry`): a scaler registe
 line here; one exported but not registered fails `test_inputs.test_every_exported_scaler_is_tested_here`."""
 from fastai_scaling.registry import REGISTRY, load_scaler
 
-# the package's own procs, in the registry's order (fastai's `Normalize`, `none` and `batchnorm` are compare choices only)
-_ENTRIES = [e for e in REGISTRY if e.kind == 'proc' and e.module.startswith('fastai_scaling.')]
+# the package's own procs, in the registry's order (fastai's `Normalize`, `none` and `batchnorm` are compare choices only);
+# a preset of one of them (an entry with options) joins VARIANTS below
+_ENTRIES = [e for e in REGISTRY if e.kind == 'proc' and e.module.startswith('fastai_scaling.') and not e.options]
 CLASSES = [e.where.split(':')[1] for e in _ENTRIES]
 # bound in this module by class name: a factory looks its class up here at each call, which lets a test swap a class for a
 # recorder of the options it is given (`test_scale.options`)
@@ -21,6 +22,8 @@ VARIANTS = [
     ('QuantileNormalize(uniform, noise)', 'QuantileNormalize', dict(n_quantiles=100, output_distribution='uniform', noise=1e-3)),
     ('PowerNormalize(unstandardized)', 'PowerNormalize', dict(standardize=False)),
 ]
+# the registry's presets, by their registered names (e.g. 'QuantileTabM': QuantileNormalize(recipe='tabm'))
+VARIANTS += [(e.name, e.where.split(':')[1], dict(e.options)) for e in REGISTRY if e.kind == 'proc' and e.options]
 _unlisted = sorted({c for _, c, _ in VARIANTS} - set(CLASSES))
 assert not _unlisted, f"tests/scalers.py: VARIANTS name {_unlisted}, which the registry does not list as procs of this package"
 
@@ -36,3 +39,6 @@ for _cls in CLASSES:
 
 # the scalers whose encoding is (x - center) / scale
 AFFINE = [n for n in SCALERS if SCALERS[n]().is_affine]
+# the scalers fitted on training values plus noise (QuantileNormalize's `noise`, or a published recipe's): the training
+# extremes move by the noise, so they decode to the noisy ends
+NOISY = [n for n in SCALERS if getattr(SCALERS[n](), 'noise', None) or getattr(SCALERS[n](), 'recipe', None)]

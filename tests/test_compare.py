@@ -6,6 +6,7 @@ import numpy as np, pandas as pd, pytest
 
 from fastai.tabular.all import Normalize, RandomSplitter, Callback
 from fastai_scaling.procs import MinMaxNormalize
+from fastai_scaling.transforms import QuantileNormalize
 import fastai_scaling.compare as compare
 import fastai_scaling.compare_data as compare_data
 from fastai_scaling.compare import (SCALERS, DEFAULT_CHOICES, CompareError, ScalerComparison, ScalerRun, BatchNormInputs, compare_scalers,
@@ -202,6 +203,16 @@ def test_registry_one_line(monkeypatch, tmp_path):
                             '--out', tmp_path)
     assert code == 0, err
     assert list(pd.read_csv(tmp_path/'results.csv', index_col=0).index) == ['none', 'MinMax11']
+
+
+def test_a_registered_preset_is_a_procs_name(tmp_path):
+    "QuantileTabM, the registry's preset QuantileNormalize(recipe='tabm'), is chosen by name in any case and trained on a copy"
+    name, proc = resolve_scalers('quantiletabm').popitem()
+    assert name == 'QuantileTabM' and isinstance(proc, QuantileNormalize) and proc.recipe == 'tabm'
+    code, _, err = run_main('compare', '--rows', 1000, '--epochs', 1, '--workers', 1, '--procs', 'none,quantiletabm', '--out', tmp_path)
+    assert code == 0, err
+    assert list(pd.read_csv(tmp_path/'results.csv', index_col=0).index) == ['none', 'QuantileTabM']
+    assert compare.SCALERS['QuantileTabM'].quantiles is None                  # the registered proc itself stays unfitted
 
 
 def test_cli_diabetes(tmp_path):

@@ -8,6 +8,7 @@ from fastai.tabular.all import (TabularPandas, TabDataLoader, TabWeightedDL, Cat
                                 RegressionBlock, IndexSplitter, tabular_learner, tabular_config, set_seed,
                                 load_learner, ItemTransform, CrossEntropyLossFlat, accuracy)
 from fastai_scaling.loader import TensorTabDataLoader, TensorTabWeightedDL, tensor_dataloaders
+from fastai_scaling.transforms import QuantileNormalize
 from fastai_scaling.monitor import ParameterMonitor
 
 warnings.filterwarnings('ignore', message='The given NumPy array is not writable')
@@ -64,6 +65,14 @@ def test_same_batches_as_tabdataloader(task, shuffle, drop_last):
     n_train = len(to.train)
     assert sum(len(b[0]) for b in ours[0]) == (n_train // 16 * 16 if drop_last else n_train)   # drop_last did something
     if shuffle: assert not torch.equal(ours[0][0][1], ours[1][0][1])                          # epochs differ
+
+
+def test_same_batches_with_a_published_quantile_recipe():
+    "QuantileNormalize(recipe='tabm') (the registry's QuantileTabM) in place of Normalize: the tensor loader's batches are fastai's"
+    df = make_df()
+    to = TabularPandas(df, procs=[Categorify, FillMissing, QuantileNormalize(recipe='tabm')], cat_names=['kind', 'size'], cont_names=CONTS,
+                       y_names='y', y_block=RegressionBlock(), splits=IndexSplitter(list(range(len(df) - 50, len(df))))(df))
+    assert_same(batches(to, TabDataLoader), batches(to, TensorTabDataLoader))
 
 
 @pytest.mark.parametrize('cats,conts', [((), CONTS), (('kind',), ()), (('kind', 'size'), ('a',))])

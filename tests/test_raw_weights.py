@@ -49,7 +49,7 @@ def test_raw_weights_through_a_per_column_affine_composition_equal_a_hand_comput
     np.testing.assert_allclose(predict(learn, rows), rows[cols].to_numpy() @ np.array(expected[:-1]) + expected[-1], rtol=1e-4, atol=1e-3)
 
 @pytest.mark.parametrize('make', [QuantileNormalize, lambda: QuantileNormalize(output_distribution='uniform'), PowerNormalize,
-                                  lambda: PowerNormalize(method='box-cox'), SquashNormalize])
+                                  lambda: PowerNormalize(method='box-cox'), SquashNormalize, lambda: QuantileNormalize(recipe='tabm')])
 def test_raw_weights_through_a_transform_are_the_documented_secant_of_the_trained_model(table, make):
     learn = linear_learner(table, [make()], ['a', 'b', 'c'])
     mon, proc = learn.parameter_monitor, next(p for p in learn.dls.procs.fs if hasattr(p, 'encoded_center'))

@@ -30,9 +30,10 @@ def test_every_entry_loads_to_what_its_kind_says():
         if e.kind == 'none':
             assert obj is None and e.where is None
             continue
-        cls = obj if e.kind in ('proc', 'target') else type(obj)
+        cls = obj if e.kind in ('proc', 'target') and not e.options else type(obj)   # a model marker or a preset: an instance
         assert e.where.split(':')[1] == cls.__name__, e
         assert issubclass(cls, Transform) == (e.kind in ('proc', 'target')), e
+        assert all(getattr(obj, k) == v for k, v in e.options.items()), e
     assert isinstance(load_scaler('batchnorm'), BatchNormInputs)
     # a scaler of the target is no input choice: compare, the advisor and the input suites leave it out
     assert [e.name for e in REGISTRY if e.kind == 'target'] == ['TargetNormalize'] and 'TargetNormalize' not in scaler_names('compare')
@@ -50,7 +51,21 @@ def test_compare_reads_the_registry():
     from fastai_scaling import compare
     assert tuple(compare.SCALERS) == scaler_names('compare')
     assert tuple(compare.DEFAULT_CHOICES) == scaler_names('default')
-    for name in scaler_names('compare', kind='proc'): assert compare.SCALERS[name] is load_scaler(name)
+    for name in scaler_names('compare', kind='proc'):
+        e, got = scaler_entry(name), compare.SCALERS[name]
+        if not e.options: assert got is load_scaler(name)
+        else: assert type(got) is type(load_scaler(name)) and all(getattr(got, k) == v for k, v in e.options.items())   # a preset: a proc
+
+
+def test_a_preset_is_a_proc_of_its_class_made_with_its_options():
+    "QuantileTabM is QuantileNormalize(recipe='tabm'), fresh at each load; presets are compare choices, not the advisor's"
+    from fastai_scaling.transforms import QuantileNormalize
+    e = scaler_entry('QuantileTabM')
+    assert e.where == 'fastai_scaling.transforms:QuantileNormalize' and e.options == dict(recipe='tabm') and e.roles == ('compare',)
+    a, b = load_scaler('QuantileTabM'), load_scaler('QuantileTabM')
+    assert type(a) is QuantileNormalize and a.recipe == 'tabm' and a is not b
+    with pytest.raises(ValueError, match="only a 'proc' takes options"): ScalerEntry('x', 'm:X', 'x', kind='model', options=dict(a=1))
+    with pytest.raises(ValueError, match="cannot have the 'menu' role"): ScalerEntry('x', 'm:X', 'x', ('menu',), options=dict(a=1))
 
 
 def test_bad_names_and_entries_are_named():

@@ -311,7 +311,8 @@ def test_every_scaler_fitted_on_every_numeric_column_scales_fewer_cont_names(nam
     proc = cls.from_data(df, **kw)
     assert proc.fitted_columns() == ['a', 'b', 'c', 'y']
     to = TabularPandas(df, procs=[proc], cont_names=['b', 'c'], y_names='y', reduce_memory=False)
-    mem = TabularPandas(df, procs=[SCALERS[name]()], cont_names=['b', 'c'], y_names='y', reduce_memory=False)
+    # the in-memory fit of the same columns (a published recipe draws its noise over all of them), read on b and c
+    mem = TabularPandas(df.assign(t=0.), procs=[SCALERS[name]()], cont_names=['a', 'b', 'c', 'y'], y_names='t', reduce_memory=False)
     np.testing.assert_allclose(to.items[['b', 'c']], mem.items[['b', 'c']], rtol=1e-6, atol=1e-6)
     pd.testing.assert_series_equal(to.items['a'], df['a'])                  # fitted, but not a continuous column here: untouched
     pd.testing.assert_series_equal(to.items['y'], df['y'])                  # nor the target
@@ -606,3 +607,39 @@ def test_zero_spread_fallback_from_every_source_equals_in_memory(tmp_path, kind,
     assert 'are equal' in mem.spread_rules['pool']                 # every pair of the ladder is 0 there
     assert ('are equal' in mem.spread_rules['misc']) == (kw.get('quantile_range') != (10, 90))   # 0 on 85%: the 90th is not
     assert mem.spread_rules['const'] == 'constant: scale 1' and mem.scales['pool'] != 1 and mem.scales['misc'] != 1
+
+
+# ---------------------------------------------------------------- a published recipe of QuantileNormalize (issue 22)
+
+RECIPES = ['tabm', 'tabm-paper', 'rtdl']
+
+@pytest.mark.parametrize('kind', KINDS)
+@pytest.mark.parametrize('recipe', RECIPES)
+def test_a_recipe_from_data_exact_is_the_in_memory_fit(tmp_path, kind, recipe):
+    "Its noise is drawn over the whole training matrix: exact=True reads every row of every column and fits them as in memory, bit for bit"
+    df = make_df(3000, seed=8)                                          # NaN in every column, a float32 one
+    src = source(kind, df, [700, 1400, 2999], str(tmp_path))
+    if kind == 'generator':                                             # two passes: a one-shot source is refused
+        with pytest.raises(ValueError, match='can be read only once'): QuantileNormalize.from_data(src, NAMES, recipe=recipe)
+        return
+    assert_state(QuantileNormalize.from_data(src, NAMES, recipe=recipe), in_memory(QuantileNormalize, df, NAMES, recipe=recipe))
+    # the noise belongs to the matrix of the proc's columns, in their order: cols=['c', 'a'] is another matrix
+    assert_state(QuantileNormalize.from_data(source(kind, df, [1400], str(tmp_path / 'cols')), recipe=recipe, cols=['c', 'a']),
+                 in_memory(QuantileNormalize, df, ['c', 'a'], recipe=recipe), ['c', 'a'])
+
+
+@pytest.mark.parametrize('kw', [dict(recipe='tabm'), dict(recipe='tabm-paper'), dict(recipe='rtdl'), dict(noise=1e-3)])
+def test_noisy_quantiles_sketched_are_the_in_memory_ones_in_distribution(kw):
+    """exact=False sketches each column plus noise of the same law, drawn per chunk (another draw of it): the ranks the codes
+    give differ from the in-memory fit's by at most the sketch's rank error, twice the DKW bound of a sample's CDF
+    (P < 1e-6 each) and the interpolation between quantiles"""
+    n = 20_000
+    df = make_df(n, seed=9)
+    sketched = QuantileNormalize.from_data(chunks_of(df, range(0, n, 3000)), NAMES, exact=False, **kw)
+    mem = in_memory(QuantileNormalize, df, NAMES, **kw)
+    from scipy import special
+    for c in NAMES:
+        x = df[c].dropna().to_numpy()
+        assert len(sketched.quantiles[c]) == len(mem.quantiles[c]) == (666 if 'recipe' in kw else 1000)   # the recipe's n_train // 30
+        bound = rank_error_bound(200, len(x)) + 2 * np.sqrt(np.log(2e6) / (2 * len(x))) + 1 / (len(mem.quantiles[c]) - 1)
+        assert np.abs(special.ndtr(sketched.encode_column(c, x)) - special.ndtr(mem.encode_column(c, x))).max() <= bound, c

@@ -1,4 +1,6 @@
 "Tests for `fastai_scaling.stats`: mergeable moments, numpy's quantile arithmetic, samples, PSI/KS, column statistics"
+import math
+from collections import Counter
 import numpy as np, pytest, scipy.stats
 from hypothesis import given, settings, strategies as st
 from fastai_scaling.stats import (Moments, moments, merge_moments, psi_score, ks_statistic, quantile_of, needed_indexes, shape_moments,
@@ -104,11 +106,51 @@ def test_bottom_k_of_chunks_is_the_bottom_k_of_the_whole(n, size, cuts, seed):
     np.testing.assert_array_equal(s.in_order(), x[want])
 
 
-def test_sample_positions_is_rng_choice_and_draws_nothing_when_all_are_taken():
+def test_sample_positions_draws_nothing_when_all_are_taken():
     r1, r2 = np.random.default_rng(5), np.random.default_rng(5)
-    np.testing.assert_array_equal(sample_positions(100, 10, r1), r2.choice(100, 10, replace=False))
     assert sample_positions(10, 10, r1) is None and sample_positions(10, None, r1) is None
-    assert r1.random() == r2.random()                             # no draw for "take them all"
+    assert r1.random() == r2.random()
+
+
+class _ShortFirstDraw:
+    "A generator whose first `integers` call returns only `keep` draws: the sampler must draw more until enough are distinct"
+    def __init__(self, rng, keep): self.rng, self.keep, self.calls = rng, keep, 0
+    def integers(self, *args, **kwargs):
+        self.calls += 1
+        out = self.rng.integers(*args, **kwargs)
+        return out[:self.keep] if self.calls == 1 else out
+    def __getattr__(self, name): return getattr(self.rng, name)
+
+
+@pytest.mark.parametrize('n, size', [(6, 2), (6, 3), (6, 4), (7, 6)])     # positions drawn, or the ones left out drawn
+@pytest.mark.parametrize('short', [False, True])
+def test_sample_positions_is_a_uniform_subset(n, size, short):
+    "Every subset of `size` of `n` positions comes up equally often (chi-square), ascending, distinct, also when the first draw falls short"
+    rng = np.random.default_rng(11)
+    draw = (lambda: sample_positions(n, size, _ShortFirstDraw(rng, 1))) if short else (lambda: sample_positions(n, size, rng))
+    counts = Counter(tuple(draw()) for _ in range(12_000))
+    assert all(list(s) == sorted(set(s)) and len(s) == size for s in counts)
+    assert len(counts) == math.comb(n, size)
+    assert scipy.stats.chisquare(list(counts.values())).pvalue > 1e-4
+
+
+@pytest.mark.parametrize('size', [30, 170])
+def test_sample_positions_include_each_position_at_the_uniform_rate(size):
+    "Larger n: each position is taken with probability size/n (the standardized counts' squares sum to a chi-square with n - 1 degrees)"
+    n, reps = 200, 4000
+    rng = np.random.default_rng(3)
+    hits = np.zeros(n)
+    for _ in range(reps): hits[sample_positions(n, size, rng)] += 1
+    p = size / n
+    z2 = ((hits - reps * p)**2 / (reps * p * (1 - p))).sum()
+    assert scipy.stats.chi2(n - 1).sf(z2) > 1e-4 and scipy.stats.chi2(n - 1).cdf(z2) > 1e-4   # neither too uneven nor too even
+
+
+def test_sample_positions_are_seeded_and_ascending():
+    for n, size in [(10**6, 10**5), (10**6, 9 * 10**5), (2**33, 1000)]:    # sparse, dense, beyond 32-bit positions
+        a, b = sample_positions(n, size, np.random.default_rng(4)), sample_positions(n, size, np.random.default_rng(4))
+        np.testing.assert_array_equal(a, b)
+        assert len(a) == size and (np.diff(a) > 0).all() and 0 <= a[0] and a[-1] < n
 
 
 def test_column_stats_and_bin_counts():

@@ -10,7 +10,7 @@ from sklearn.datasets import load_breast_cancer, load_diabetes
 from sklearn.preprocessing import QuantileTransformer, PowerTransformer
 from fastai.tabular.all import TabularPandas, RandomSplitter
 from fastai_scaling.transforms import QuantileNormalize, PowerNormalize, MonotoneTransform
-from fastai_scaling.transforms import _QuantileCDF, _MIN_VALUES, _BLOCK
+from fastai_scaling.cdf import QuantileCDF, _MIN_VALUES, _BLOCK
 from fractions import Fraction
 import math
 
@@ -110,7 +110,7 @@ def test_box_cox_matches_sklearn(table):
 
 
 # ---- fast encoding: the same values as the definitions ----------------------------------------------------------
-# QuantileNormalize maps large columns through a lookup table (`_QuantileCDF`) instead of np.interp's binary search,
+# QuantileNormalize maps large columns through a lookup table (`QuantileCDF`) instead of np.interp's binary search,
 # and both transforms encode in blocks; these pin the results to the straightforward formulas they replace.
 
 def interp_reference(x, q):
@@ -158,7 +158,7 @@ def quantiles_and_values(kind, seed, dtype, n_quantiles, n=5000):
 def test_quantile_table_maps_as_np_interp(kind, seed, dtype, n_quantiles, n_values):
     q, x = quantiles_and_values(kind, seed, dtype, n_quantiles)
     assume(len(q) > 1)                                  # one quantile: the constant column's own rule, no interpolation
-    y, expected = _QuantileCDF(q, n_values)(x), interp_reference(x, q)
+    y, expected = QuantileCDF(q, n_values)(x), interp_reference(x, q)
     np.testing.assert_array_equal(np.isnan(y), np.isnan(expected))      # NaN where x is (and where np.interp's own ends overflow)
     np.testing.assert_allclose(y, expected, rtol=0, atol=1e-12)
 
@@ -174,21 +174,21 @@ def test_quantile_table_maps_arbitrary_values_as_np_interp(train, x, n_quantiles
     q = QuantileNormalize(n_quantiles=n_quantiles).fit_state(train)[0]
     assume(len(q) > 1 and np.isfinite(q).all())
     x = np.r_[x, train, q].astype(train.dtype)
-    np.testing.assert_allclose(_QuantileCDF(q, _MIN_VALUES)(x), interp_reference(x, q), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(QuantileCDF(q, _MIN_VALUES)(x), interp_reference(x, q), rtol=0, atol=1e-12)
 
 def test_quantile_table_takes_every_path():
     "A value's count comes from its cell, then steps over the quantiles inside it, or a binary search in a crowded cell"
     q, x = quantiles_and_values('skewed', 0, np.float64, 1000)
-    coarse, fine = _QuantileCDF(q, _MIN_VALUES), _QuantileCDF(q, 1 << 22)
+    coarse, fine = QuantileCDF(q, _MIN_VALUES), QuantileCDF(q, 1 << 22)
     assert coarse.search is not None and fine.search is None and fine.n_steps > 0
     for cdf in (coarse, fine): np.testing.assert_array_equal(cdf.counts(x[~np.isnan(x)]), np.searchsorted(q, x[~np.isnan(x)], 'right'))
-    small = _QuantileCDF(q, _MIN_VALUES - 1)                                     # few values: np.interp itself
+    small = QuantileCDF(q, _MIN_VALUES - 1)                                     # few values: np.interp itself
     assert not small.fast
     np.testing.assert_array_equal(small(x), interp_reference(x, q))
     # quantiles a few subnormals apart: infinite slopes, where np.interp's special cases decide
     q = np.array([0., 5e-324, 1e-323, 1.])
     x = np.r_[q, 2.5e-324, 0.5, -1., 2., np.nan]
-    np.testing.assert_array_equal(_QuantileCDF(q, _MIN_VALUES)(x), interp_reference(x, q))
+    np.testing.assert_array_equal(QuantileCDF(q, _MIN_VALUES)(x), interp_reference(x, q))
 
 @pytest.mark.parametrize('kind', list(COLUMNS))
 @pytest.mark.parametrize('dtype', [np.float32, np.float64])
@@ -247,6 +247,18 @@ def test_subsample_bounds_the_values_quantiles_come_from(table):
     np.testing.assert_allclose(sub[10:90], full[10:90], rtol=0.25)        # a sample of the same distribution
     train = df['lognormal'].iloc[splits[0]].to_numpy()
     assert np.isin(sub[[0, -1]], train).all()                             # ends are sampled training values
+    # as many quantiles as sampled values: the quantiles are the sample itself (to rounding), 500 distinct training values
+    exact = the_proc(fit(df, QuantileNormalize(n_quantiles=500, subsample=500), ['lognormal'], splits)).quantiles['lognormal']
+    nearest = train[np.abs(train[:, None] - exact).argmin(0)]
+    assert len(np.unique(nearest)) == 500
+    np.testing.assert_allclose(exact, nearest, rtol=1e-12)
+
+def test_a_column_shorter_than_four_subsamples_is_not_subsampled(table):
+    "Sorting 2,400 values costs less than drawing, gathering and sorting a sample of 601 of them: all are used"
+    df, _, splits = table
+    q = lambda **kw: the_proc(fit(df, QuantileNormalize(n_quantiles=100, **kw), ['lognormal'], splits)).quantiles['lognormal']
+    np.testing.assert_array_equal(q(subsample=601), q(subsample=None))
+    assert not np.array_equal(q(subsample=600), q(subsample=None))
 
 @pytest.mark.parametrize('make, message', [
     (lambda: QuantileNormalize(n_quantiles=1), 'n_quantiles'), (lambda: QuantileNormalize(n_quantiles=2.5), 'n_quantiles'),
@@ -407,7 +419,7 @@ def wavelength(dtype, seed=0):
     return np.random.default_rng(seed).uniform(4e-7, 7e-7, 2000).astype(dtype)
 
 def codes_of(x, output='normal', table=False):
-    "Codes of the training column `x`, and its quantiles; `table`: encoded three times over, through `_QuantileCDF`'s table"
+    "Codes of the training column `x`, and its quantiles; `table`: encoded three times over, through `QuantileCDF`'s table"
     q = QuantileNormalize().fit_state(x)[0]
     proc = QuantileNormalize.from_stats({'c': q}, output_distribution=output)
     if not table: return proc.encode_column('c', x), q
@@ -561,3 +573,81 @@ def test_local_affine_is_the_secant_at_the_typical_value(table, make):
     median = df['lognormal'].iloc[splits[0]].median()
     if isinstance(p, QuantileNormalize) and p.output_distribution == 'normal':
         assert abs(p.decode_column('lognormal', np.array([0.]))[0] - median) < 0.01 * median
+
+
+# ---- the published recipes (issue 22): QuantileNormalize(recipe=...) against the reference's own lines ----------------
+# tabm:       yandex-research/tabm example.ipynb ("Advanced preprocessing strategy")
+# tabm-paper: yandex-research/tabm paper/lib/data.py, transform_num, NumPolicy.NOISY_QUANTILE
+# rtdl:       yandex-research/rtdl-num-embeddings lib/data.py, normalize(X, 'quantile', seed)
+
+def reference_noisy(recipe, X, seed, nan_std=False):
+    "The reference's training matrix plus its noise, by its own lines (`nan_std`: the std of the values present, where the reference has no NaN)"
+    if recipe == 'tabm': return X + np.random.default_rng(seed).normal(0.0, 1e-5, X.shape).astype(X.dtype)
+    if recipe == 'tabm-paper': return X + np.random.RandomState(seed).normal(0.0, 1e-5, X.shape).astype(X.dtype)
+    stds = (np.nanstd if nan_std else np.std)(X, axis=0, keepdims=True)
+    noise = 1e-3
+    noise_std = noise / np.maximum(stds, noise)
+    return X + noise_std * np.random.default_rng(seed).standard_normal(X.shape)
+
+def reference_fit(recipe, X, seed, **kw):
+    "scikit-learn's QuantileTransformer as the references set it up, fitted on the noisy training matrix"
+    return QuantileTransformer(output_distribution='normal', n_quantiles=max(min(X.shape[0] // 30, 1000), 10), subsample=10**9,
+                               random_state=seed).fit(reference_noisy(recipe, X, seed, **kw))
+
+RECIPES = ['tabm', 'tabm-paper', 'rtdl']
+
+@pytest.mark.parametrize('recipe', RECIPES)
+@pytest.mark.parametrize('dtype', [np.float32, np.float64])
+@pytest.mark.parametrize('nan', [False, True])
+def test_a_recipe_is_its_reference(table, recipe, dtype, nan):
+    "The same quantiles as scikit-learn fitted by the reference's lines, bit for bit, and the same codes to float32 precision"
+    df, conts, splits = table
+    df = df.astype({c: dtype for c in conts})
+    if nan: df.loc[df.index % 13 == 0, ['lognormal', 'tied']] = np.nan   # left out of the quantiles, as scikit-learn leaves them out
+    to = fit(df, QuantileNormalize(recipe=recipe, seed=7), conts, splits)
+    X = df.iloc[splits[0]][conts].to_numpy()                            # the matrix a user of the reference builds
+    sk = reference_fit(recipe, X, 7, nan_std=nan)
+    q = the_proc(to).quantiles
+    for j, c in enumerate(conts): np.testing.assert_array_equal(q[c], sk.quantiles_[:, j], err_msg=c)
+    assert len(q['normal']) == 80                                       # 2,400 // 30
+    # scikit-learn's codes of the same values in float64 (its float32 transform rounds its probabilities to float32);
+    # tied ends (none here: the noise breaks the ties) would take the middle of their ranks, see `sklearn_codes`
+    X_all = df.loc[to.items.index, conts].astype(np.float64)
+    np.testing.assert_allclose(to.items[conts].to_numpy(), sklearn_codes(sk, X_all, 'normal'), atol=1e-6, rtol=0)
+
+@pytest.mark.parametrize('recipe', RECIPES)
+def test_a_recipes_noise_is_drawn_over_the_matrix_of_the_procs_columns(table, recipe):
+    "Row-major over (n_train, n_cols), the columns in the proc's order: another column set or order is another draw"
+    df, _, splits = table
+    cols = ['tied', 'normal', 'counts']
+    mine = the_proc(fit(df, QuantileNormalize(recipe=recipe, cols=cols), ['normal', 'counts', 'tied'], splits)).quantiles
+    sk = reference_fit(recipe, df.iloc[splits[0]][cols].to_numpy(), 0)
+    for j, c in enumerate(cols): np.testing.assert_array_equal(mine[c], sk.quantiles_[:, j])
+    alone = the_proc(fit(df, QuantileNormalize(recipe=recipe), ['tied'], splits)).quantiles['tied']
+    assert not np.array_equal(alone, mine['tied'])                      # the first column of a one-column matrix: other noise
+    np.testing.assert_array_equal(alone, reference_fit(recipe, df.iloc[splits[0]][['tied']].to_numpy(), 0).quantiles_[:, 0])
+    # fit_state(x): x is the training matrix of one column
+    np.testing.assert_array_equal(QuantileNormalize(recipe=recipe).fit_state(df['tied'].iloc[splits[0]].to_numpy())[0], alone)
+
+def test_a_recipe_is_seeded(table):
+    df, conts, splits = table
+    q = lambda seed: the_proc(fit(df, QuantileNormalize(recipe='tabm', seed=seed), ['tied'], splits)).quantiles['tied']
+    np.testing.assert_array_equal(q(0), q(0))
+    assert not np.array_equal(q(0), q(1))
+
+def test_the_tabm_noise_vanishes_where_float32_is_coarser(table):
+    "1e-5 absolute, added in float32: values of some thousands do not move (their neighbours are 1e-3 away), and a tied column stays tied"
+    df, _, splits = table
+    big = pd.DataFrame({'big': (df['tied'] + 10_000).astype(np.float32), 'y': 0.})
+    p = the_proc(fit(big, QuantileNormalize(recipe='tabm'), ['big'], splits))
+    np.testing.assert_array_equal(np.unique(p.quantiles['big']), [10_000., 10_001., 10_002., 10_003.])
+    np.testing.assert_array_equal(p.quantiles['big'], reference_fit('tabm', big.iloc[splits[0]][['big']].to_numpy(), 0).quantiles_[:, 0])
+
+@pytest.mark.parametrize('kw, message', [
+    (dict(n_quantiles=1000), "n_quantiles=1000 conflicts"), (dict(subsample=None), "subsample=None conflicts"),
+    (dict(noise=1e-3), "noise=0.001 conflicts"), (dict(output_distribution='uniform'), "output_distribution='uniform' conflicts")])
+def test_a_recipe_refuses_the_options_it_sets(kw, message):
+    with pytest.raises(ValueError, match=rf"QuantileNormalize: recipe='tabm' sets n_quantiles, subsample and noise itself .* {message}"):
+        QuantileNormalize(recipe='tabm', **kw)
+    with pytest.raises(ValueError, match=r"recipe='rtdl-num-embeddings' is not one of 'tabm', 'tabm-paper', 'rtdl'"):
+        QuantileNormalize(recipe='rtdl-num-embeddings')
