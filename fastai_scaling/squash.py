@@ -6,6 +6,7 @@ import numpy as np, torch
 from fastcore.basics import store_attr
 from .core import check_quantile_range
 from .stats import is_zero_spread, is_constant
+from .cdf import blockwise
 from .transforms import MonotoneTransform
 
 # %% auto #0
@@ -81,10 +82,12 @@ class SquashNormalize(MonotoneTransform):
     def encode_column(self, name, x):
         c, s = self.centers[name], self.scales[name]
         if s == np.inf: return np.where(np.isnan(x), np.float32(np.nan), np.float32(0.))   # constant in training: factor 0
-        z = x.astype(np.float64)   # a copy (`x` must not change), in float64: the codes are the exact map rounded once to float32
-        z -= c
-        z /= s
-        return _squash(z, self.bound)
+        def encode(x):   # in float64, the codes the exact map rounded once to float32; by cache-sized blocks (`blockwise`)
+            z = x.astype(np.float64)   # a copy: `x` must not change
+            z -= c
+            z /= s
+            return _squash(z, self.bound)
+        return blockwise(encode, x)
 
     def decode_column(self, name, x):
         c, s = self.centers[name], self.scales[name]
