@@ -18,11 +18,12 @@ from .transforms import *
 from .auto import *
 from .registry import *
 from .target import *
-from . import stats, sources, summaries, patches, core, procs, drift, monitor, compare, loader, transforms, auto, registry, target
+from .encode import *
+from . import stats, sources, summaries, patches, core, procs, drift, monitor, compare, loader, transforms, auto, registry, target, encode
 
 # %% ../nbs/99_all.ipynb #17b0c0a9
 # nbdev writes `__all__ = []` for a module that defines nothing itself; a star import must bring every module's names
 # (the CLI's `main` stays in `fastai_scaling.cli`; compare re-exports `BatchNormInputs` and `DATASETS` of the registry)
 __all__ = list(dict.fromkeys([*stats.__all__, *sources.__all__, *summaries.__all__, *patches.__all__, *core.__all__, *procs.__all__,
                               *drift.__all__, *monitor.__all__, *loader.__all__, *transforms.__all__, *auto.__all__,
-                              *registry.__all__, *target.__all__, *compare.__all__]))
+                              *registry.__all__, *target.__all__, *encode.__all__, *compare.__all__]))

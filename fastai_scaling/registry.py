@@ -65,6 +65,8 @@ REGISTRY = (
     ScalerEntry('PowerNormalize', 'fastai_scaling.transforms:PowerNormalize', "Yeo-Johnson with a maximum-likelihood lambda, standardized",
                 ('compare', 'menu')),
     ScalerEntry('auto', 'fastai_scaling.auto:AutoNormalize', "each column's scaler chosen from its training data by suggest_scalers", ('compare',)),
+    ScalerEntry('ple', 'fastai_scaling.encode:PiecewiseLinearEncode', "piecewise-linear encoding over 48 quantile bins per column, "
+                "applied in the model (Gorishniy et al., 2022)", ('compare',)),
     ScalerEntry('TargetNormalize', 'fastai_scaling.target:TargetNormalize', "the regression target, standardized for training; "
                 "predictions in original units", (), 'target'),
 )

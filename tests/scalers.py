@@ -36,3 +36,8 @@ for _cls in CLASSES:
 
 # the scalers whose encoding is (x - center) / scale
 AFFINE = [n for n in SCALERS if SCALERS[n]().is_affine]
+
+# the scalers that write their encoding into the frame, for the tests that read encoded frames. A proc whose
+# `encodes_in_model` is True (PiecewiseLinearEncode) leaves the values there, refusing missing ones; its model encodes
+# each batch, and tests/test_encode.py checks that encoding (and its from_data, dtypes and bad input)
+FRAME = [n for n in SCALERS if not SCALERS[n]().encodes_in_model]

@@ -5,7 +5,7 @@ import pytest
 
 PKG = Path(__file__).resolve().parents[1] / 'fastai_scaling'
 # from the ground up; a module may import any module of an earlier layer
-LAYERS = [['stats'], ['sources'], ['summaries', 'patches'], ['core'], ['procs', 'drift', 'transforms'],
+LAYERS = [['stats'], ['sources'], ['summaries', 'patches'], ['core'], ['procs', 'drift', 'transforms', 'encode'],
           ['registry', 'compare_pool', 'monitor', 'loader'], ['auto', 'target', 'compare_data', 'compare_results'], ['compare_report', 'compare_protocol'],
           ['compare'], ['cli']]
 LEVEL = {m: i for i, layer in enumerate(LAYERS) for m in layer}
