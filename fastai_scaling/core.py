@@ -6,6 +6,8 @@ from collections import Counter
 from typing import NamedTuple
 from fastai.tabular.core import TabularProc, Tabular
 from fastai.data.core import Datasets
+from fastai.data.transforms import Categorize, MultiCategorize, EncodedMultiCategorize
+from fastai.tabular.model import TabularModel
 import numpy as np, pandas as pd, os, torch
 from .stats import is_zero_spread, needed_indexes
 from .sources import CHUNK_ROWS, column_values, check_finite
@@ -14,7 +16,8 @@ from .patches import check_claims   # also applies the package's patches of fast
 from concurrent import futures   # qualified: fastai's star import brings fastcore's ThreadPoolExecutor, whose `map` differs
 
 # %% auto #0
-__all__ = ['ColumnScaler', 'is_int', 'check_quantile_range', 'check_columns', 'AffineFit', 'AffineNormalize', 'FitOnSummary']
+__all__ = ['ColumnScaler', 'is_int', 'check_quantile_range', 'check_columns', 'data_procs', 'is_classification', 'tabular_model',
+           'batchnorm_affine', 'AffineFit', 'AffineNormalize', 'FitOnSummary']
 
 # %% ../nbs/00_core.ipynb #4c529d39
 class ColumnScaler(TabularProc):
@@ -24,6 +27,8 @@ class ColumnScaler(TabularProc):
     info_names = ()       # dicts of what `fit_state` returns after the state: how each column was fitted (presets may omit them)
     is_affine = False     # True when encoding is exactly (x - center) / scale
     scales_target = False # True for a scaler of the regression target (`TargetNormalize`), not of continuous inputs
+    encodes_in_model = False  # True for a proc that leaves its columns' values in the frame and has the model encode each
+                              # batch (`PiecewiseLinearEncode`): the tests that read encoded frames leave it out
 
     def __init__(self, cols=None):
         super().__init__()
@@ -279,6 +284,34 @@ def check_columns(df:pd.DataFrame, names:list, owner:str, stats:dict=None):
     if stats is None: return
     unfitted = [n for n in names if n not in stats]
     if unfitted: raise ValueError(f"{owner} has no statistics for column(s) {unfitted}: was it set up on this TabularPandas?")
+
+# %% ../nbs/00_core.ipynb #2bbe8228
+def data_procs(dls) -> list:
+    "The procs of the data behind `dls` (fastai `DataLoaders`, a `DataLoader`, a `Datasets` or a `TabularPandas`), in pipeline order; [] when it has none"
+    try: procs = getattr(dls, 'procs', None)
+    except (AttributeError, IndexError, TypeError): procs = None
+    if procs is None:
+        try: procs = dls.train_ds.procs
+        except (AttributeError, IndexError, TypeError): return []
+    return list(getattr(procs, 'fs', procs or []))
+
+def is_classification(to) -> bool:
+    "Whether the target block of `to` (a `TabularPandas`) is a classification one: fastai's `Categorize` (or a multi-label one) among its procs"
+    return any(isinstance(p, (Categorize, MultiCategorize, EncodedMultiCategorize)) for p in data_procs(to))
+
+def tabular_model(model) -> TabularModel|None:
+    "`model` as a fastai `TabularModel`, unwrapping `DataParallel`-style wrappers (`.module`); else None"
+    while not isinstance(model, TabularModel) and isinstance(getattr(model, 'module', None), torch.nn.Module): model = model.module
+    return model if isinstance(model, TabularModel) else None
+
+def batchnorm_affine(bn) -> tuple[np.ndarray, np.ndarray]:
+    "(k, c), float64 per feature, such that `bn` (a `BatchNorm1d` in eval mode) maps `x` to `k * x + c`: its running statistics, then its affine weights"
+    if bn.running_mean is None: raise ValueError(f"raw_weights: the {type(bn).__name__} does not track running statistics, so it is not a fixed map")
+    k = 1 / torch.sqrt(bn.running_var.detach().double() + bn.eps)
+    beta = torch.zeros_like(k)
+    if bn.weight is not None: k, beta = k * bn.weight.detach().double(), bn.bias.detach().double()
+    k, beta, rm = k.cpu().numpy(), beta.cpu().numpy(), bn.running_mean.detach().double().cpu().numpy()
+    return k, beta - rm * k
 
 # %% ../nbs/00_core.ipynb #8e48600f
 class AffineFit(NamedTuple):

@@ -8,8 +8,7 @@ from torch import nn, Tensor
 from fastcore.basics import store_attr, patch
 from fastai.callback.core import Callback, event
 from fastai.callback.schedule import LRFinder
-from fastai.tabular.model import TabularModel
-from .core import ColumnScaler
+from .core import ColumnScaler, data_procs, tabular_model, batchnorm_affine
 
 # %% auto #0
 __all__ = ['find_layer', 'ParameterMonitor', 'linearized_columns', 'input_affine']
@@ -320,29 +319,25 @@ class ParameterMonitor(Callback):
 ParameterMonitor._events = _defined_events(ParameterMonitor)   # subclasses: `__init_subclass__`
 
 # %% ../nbs/03_monitor.ipynb #a5e9ec66
-def _tabular_model(model):
-    "`model` as a `TabularModel`, unwrapping `DataParallel`-style wrappers; else None"
-    while not isinstance(model, TabularModel) and isinstance(getattr(model, 'module', None), nn.Module): model = model.module
-    return model if isinstance(model, TabularModel) else None
-
 def _input_layer(model):
     "The first `nn.Linear` of a `TabularModel`'s `layers`: the layer whose inputs are embeddings then continuous columns"
-    tm = _tabular_model(model)
+    tm = tabular_model(model)
     if tm is None: return None, None
     return tm, next((m for m in tm.layers.modules() if isinstance(m, nn.Linear)), None)
 
 @patch
 def feature_names(self:ParameterMonitor) -> list:
-    "Names of the monitored layer's inputs: `cat[i]` per embedding output, then continuous columns; else `in[j]`"
+    "Names of the monitored layer's inputs: `cat[i]` per embedding output, then continuous columns (or the names a module encoding them gives its outputs); else `in[j]`"
     layer = self.layer
     n_in = layer.weight.shape[1]
     tm, first = _input_layer(self.learn.model)
     dls = self.learn.dls
-    if layer is first and tm.n_emb + tm.n_cont == n_in:
+    enc = getattr(getattr(tm, 'bn_cont', None), 'input_names', None)   # a module encoding the continuous columns names its outputs
+    if layer is first and tm.n_emb + (tm.n_cont if enc is None else len(enc())) == n_in:
         cats, conts = list(getattr(dls, 'cat_names', [])), list(getattr(dls, 'cont_names', []))
         if len(cats) != len(tm.embeds): cats = [f'emb{i}' for i in range(len(tm.embeds))]
         if len(conts) != tm.n_cont: conts = [f'cont{i}' for i in range(tm.n_cont)]
-        return [f'{c}[{k}]' for c, e in zip(cats, tm.embeds) for k in range(e.embedding_dim)] + conts
+        return [f'{c}[{k}]' for c, e in zip(cats, tm.embeds) for k in range(e.embedding_dim)] + (conts if enc is None else enc())
     return [f'in[{j}]' for j in range(n_in)]
 
 # %% ../nbs/03_monitor.ipynb #e4570619
@@ -411,11 +406,6 @@ def plot_grads(self:ParameterMonitor, ax=None, log:bool=True, window:int|None=No
     return ax
 
 # %% ../nbs/03_monitor.ipynb #616d2398
-def _procs(dls):
-    procs = getattr(dls, 'procs', None)
-    if procs is None: procs = getattr(getattr(dls, 'train_ds', None), 'procs', None)
-    return list(getattr(procs, 'fs', procs or []))
-
 def _column_maps(proc, conts, linearize=True) -> dict:
     "{column index: (a, b)} of the per-column map of one proc: exact for affine ones, `local_affine` for the others"
     if isinstance(proc, ColumnScaler):
@@ -434,24 +424,20 @@ def _column_maps(proc, conts, linearize=True) -> dict:
 def linearized_columns(dls) -> list:
     "The continuous columns whose scaling is not affine (quantile, power), where `raw_weights` is a local linearisation"
     conts = list(dls.cont_names)
-    return [n for p in _procs(dls) if isinstance(p, ColumnScaler) for n in conts
+    return [n for p in data_procs(dls) if isinstance(p, ColumnScaler) for n in conts
             if n in set(p.fitted_columns()) and not p.is_affine_column(n)]
 
 def input_affine(dls, model, linearize:bool=True) -> tuple[np.ndarray, np.ndarray]:
-    "Per continuous column, (a, b) such that the input layer sees `a * x_raw + b`: the scaling procs of `dls` then `bn_cont`"
-    tm = _tabular_model(model)
+    "Per continuous column, (a, b) such that the input layer sees `a * x_raw + b`: the scaling procs of `dls` then `bn_cont` (a module in its place that maps weights itself, `raw_weights`, is left to do so)"
+    tm = tabular_model(model)
     conts = list(dls.cont_names)
     a, b = np.ones(len(conts)), np.zeros(len(conts))
-    for proc in _procs(dls):                    # in pipeline order; they compose
+    for proc in data_procs(dls):                # in pipeline order; they compose
         for j, (pa, pb) in _column_maps(proc, conts, linearize).items(): a[j], b[j] = pa*a[j], pa*b[j] + pb
     bn = getattr(tm, 'bn_cont', None)
-    if bn is not None:                          # in eval mode BatchNorm1d is affine per column too
-        if bn.running_mean is None: raise ValueError("raw_weights: `bn_cont` does not track running statistics, so it is not a fixed map")
-        k = 1/torch.sqrt(bn.running_var.double() + bn.eps)
-        beta = torch.zeros_like(k)
-        if bn.weight is not None: k, beta = k*bn.weight.detach().double(), bn.bias.detach().double()
-        k, beta, rm = k.cpu().numpy(), beta.cpu().numpy(), bn.running_mean.detach().double().cpu().numpy()
-        a, b = a*k, (b-rm)*k + beta
+    if bn is not None and not hasattr(bn, 'raw_weights'):   # in eval mode BatchNorm1d is affine per column too
+        k, c = batchnorm_affine(bn)
+        a, b = a*k, b*k + c
     return a, b
 
 @patch
@@ -470,7 +456,9 @@ def raw_weights(self:ParameterMonitor, record:int=-1,
     bias = B[record].double().numpy() if B is not None else np.zeros(w.shape[0])
     a, b = input_affine(self.learn.dls, self.learn.model, linearize)
     w_emb, w_cont = w[:, :tm.n_emb], w[:, tm.n_emb:]
-    data = np.concatenate([w_emb, w_cont*a, (bias + (w_cont*b).sum(1))[:, None]], axis=1)
+    enc = getattr(tm.bn_cont, 'raw_weights', None)   # a module encoding the continuous columns (PiecewiseLinearLayer) maps its weights itself
+    w_raw, shift = (w_cont*a, (w_cont*b).sum(1)) if enc is None else enc(w_cont, a, b)
+    data = np.concatenate([w_emb, w_raw, (bias + shift)[:, None]], axis=1)
     units, scale, center = _output_map(self.learn.dls, tm, first, w.shape[0])
     data = data * scale[:, None]   # each row in units of its output: d(y)/d(input), and the bias is y at zero inputs
     data[:, -1] += center
@@ -482,7 +470,7 @@ def _output_map(dls, tm, layer, n_out) -> tuple:
     "(units, scale, center) of the monitored layer's outputs: 'hidden' before the last layer; the last one's: 'output' (the model's), 'y' (mapped back through an affine `TargetNormalize`) or 'encoded y' (another)"
     one, zero = np.ones(n_out), np.zeros(n_out)
     if layer is not [m for m in tm.layers.modules() if isinstance(m, nn.Linear)][-1]: return 'hidden', one, zero
-    proc = next((p for p in _procs(dls) if isinstance(p, ColumnScaler) and p.scales_target), None)
+    proc = next((p for p in data_procs(dls) if isinstance(p, ColumnScaler) and p.scales_target), None)
     if proc is None: return 'output', one, zero   # the model's: y for regression, logits for classification
     names = proc.fitted_columns()
     if not all(proc.is_affine_column(n) for n in names): return 'encoded y', one, zero

@@ -73,6 +73,8 @@ REGISTRY = (
     ScalerEntry('SquashNormalize', 'fastai_scaling.squash:SquashNormalize', "robust scaling, then outliers squashed smoothly into (-3, 3) "
                 "(RealMLP, skrub's SquashingScaler)", ('compare',)),
     ScalerEntry('auto', 'fastai_scaling.auto:AutoNormalize', "each column's scaler chosen from its training data by suggest_scalers", ('compare',)),
+    ScalerEntry('ple', 'fastai_scaling.encode:PiecewiseLinearEncode', "piecewise-linear encoding over 48 quantile bins per column, "
+                "applied in the model (Gorishniy et al., 2022)", ('compare',)),
     ScalerEntry('TargetNormalize', 'fastai_scaling.target:TargetNormalize', "the regression target, standardized for training; "
                 "predictions in original units", (), 'target'),
 )

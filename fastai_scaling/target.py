@@ -7,9 +7,8 @@ from torch import nn
 from fastcore.basics import store_attr, patch
 from fastai.callback.core import Callback
 from fastai.learner import defaults
-from fastai.data.transforms import Categorize, MultiCategorize, EncodedMultiCategorize
 from fastai.tabular.core import Tabular
-from .core import ColumnScaler, check_columns
+from .core import ColumnScaler, check_columns, data_procs, is_classification
 from .sources import CHUNK_ROWS, ChunkSource, column_values, check_finite, chunk_columns, mapped_source
 from .procs import StandardNormalize, RobustNormalize
 from .transforms import PowerNormalize, QuantileNormalize
@@ -45,7 +44,7 @@ class TargetNormalize(ColumnScaler):
 
     def setups(self, to:Tabular):
         names = self.columns(to)
-        if _classification(to):
+        if is_classification(to):
             raise ValueError(f"TargetNormalize: the target(s) {names} are class labels (a CategoryBlock): it scales regression targets "
                              "(RegressionBlock); leave it out for classification")
         self.setup_columns(to, names)
@@ -65,10 +64,6 @@ class TargetNormalize(ColumnScaler):
     def decodes(self, to:Tabular): return to
 
 # %% ../nbs/06b_target.ipynb #t0000009
-def _classification(to) -> bool:
-    "Whether `to`'s target block is a classification one (fastai's `Categorize` among its procs)"
-    return any(isinstance(p, (Categorize, MultiCategorize, EncodedMultiCategorize)) for p in getattr(getattr(to, 'procs', None), 'fs', []))
-
 def _check_targets(x, name, owner, where):
     "The float64 values of target `name`; refuses missing and infinite ones, naming the column"
     x = check_finite(column_values(x, name), name, f"{owner}: {where}").astype(np.float64, copy=False)
@@ -215,9 +210,7 @@ def _loss_factor(self:TargetNormalize, power) -> float|None:
 # %% ../nbs/06b_target.ipynb #t0000011
 def target_proc(dls) -> TargetNormalize|None:
     "The `TargetNormalize` among the procs of the data behind `dls`, or None"
-    try: procs = dls.train_ds.procs
-    except (AttributeError, IndexError, TypeError): return None
-    return next((p for p in getattr(procs, 'fs', []) if isinstance(p, TargetNormalize)), None)
+    return next((p for p in data_procs(dls) if isinstance(p, TargetNormalize)), None)
 
 def _loss_power(loss_func) -> int|None:
     "How `loss_func` scales with the units of its target: 2 for a squared error, 1 for an absolute one (fastai's flat losses or torch's); None for any other"

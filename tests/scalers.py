@@ -42,3 +42,8 @@ AFFINE = [n for n in SCALERS if SCALERS[n]().is_affine]
 # the scalers fitted on training values plus noise (QuantileNormalize's `noise`, or a published recipe's): the training
 # extremes move by the noise, so they decode to the noisy ends
 NOISY = [n for n in SCALERS if getattr(SCALERS[n](), 'noise', None) or getattr(SCALERS[n](), 'recipe', None)]
+
+# the scalers that write their encoding into the frame, for the tests that read encoded frames. A proc whose
+# `encodes_in_model` is True (PiecewiseLinearEncode) leaves the values there, refusing missing ones; its model encodes
+# each batch, and tests/test_encode.py checks that encoding (and its from_data, dtypes and bad input)
+FRAME = [n for n in SCALERS if not SCALERS[n]().encodes_in_model]

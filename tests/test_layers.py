@@ -5,7 +5,7 @@ import pytest
 
 PKG = Path(__file__).resolve().parents[1] / 'fastai_scaling'
 # from the ground up; a module may import any module of an earlier layer
-LAYERS = [['stats'], ['sources', 'cdf', 'drift_stats'], ['summaries', 'patches'], ['core'], ['drift_batch'], ['procs', 'drift', 'transforms'], ['squash'],
+LAYERS = [['stats'], ['sources', 'cdf', 'drift_stats'], ['summaries', 'patches'], ['core'], ['drift_batch'], ['procs', 'drift', 'transforms', 'encode'], ['squash'],
           ['registry', 'compare_pool', 'monitor', 'loader', 'drift_report'], ['auto', 'target', 'compare_data', 'compare_results'], ['compare_report', 'compare_protocol'],
           ['compare'], ['cli']]
 LEVEL = {m: i for i, layer in enumerate(LAYERS) for m in layer}

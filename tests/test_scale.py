@@ -13,7 +13,7 @@ from fastai_scaling.drift import DriftNormalize
 from fastai_scaling.transforms import QuantileNormalize, PowerNormalize
 from fastai_scaling.squash import SquashNormalize
 from fastai_scaling.auto import AutoNormalize, suggest_scalers, mixed_table
-from scalers import SCALERS
+from scalers import SCALERS, FRAME
 
 warnings.filterwarnings('ignore', message='The given NumPy array is not writable')
 dd = pytest.importorskip('dask.dataframe')
@@ -303,7 +303,7 @@ def options(name):
     try: return cls, make()
     finally: space[cls.__name__] = cls
 
-@pytest.mark.parametrize('name', list(SCALERS))
+@pytest.mark.parametrize('name', FRAME)   # it compares encoded frames (PiecewiseLinearEncode's from_data: tests/test_encode.py)
 def test_every_scaler_fitted_on_every_numeric_column_scales_fewer_cont_names(name):
     "`from_data(df)` fits every numeric column, the target included; a TabularPandas with fewer cont_names uses only theirs"
     cls, kw = options(name)
